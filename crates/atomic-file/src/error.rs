@@ -1,0 +1,220 @@
+//! The one error type of this crate: which path, which step, and why.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::checksum::Corruption;
+use crate::typed::Format;
+
+/// A specialized `Result` for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from an operation on one file.
+///
+/// It always names the file the caller asked about ([`Error::path`]) and says what went wrong
+/// ([`Error::kind`]). For I/O failures the step that failed is part of the kind, and the
+/// underlying [`io::Error`] stays reachable through [`Error::io_error`] and
+/// [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct Error {
+    path: PathBuf,
+    kind: ErrorKind,
+}
+
+/// What went wrong; match on it to handle a case.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A system call failed during `step`.
+    Io {
+        /// The step of the protocol that failed.
+        step: Step,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The file exists but its checksummed envelope is damaged: it was truncated, altered, or
+    /// never written by this crate's checksummed writer. The file was left as it is.
+    Corrupt(Corruption),
+    /// The file's bytes could not be decoded as the requested type.
+    Decode {
+        /// The format the bytes were decoded as.
+        format: Format,
+        /// The decoder's message, with line and column where it gives them.
+        message: String,
+    },
+    /// The value could not be encoded (for example a map with non-string keys as JSON).
+    Encode {
+        /// The format the value was encoded as.
+        format: Format,
+        /// The encoder's message.
+        message: String,
+    },
+    /// Waiting for the update lock took longer than the configured timeout.
+    LockTimeout {
+        /// The lock file that another process holds.
+        lock_path: PathBuf,
+        /// How long this call waited.
+        waited: Duration,
+    },
+    /// The path cannot be used as a file to replace (a directory, no file name, a symlink loop).
+    InvalidPath {
+        /// Why the path was refused.
+        reason: &'static str,
+    },
+}
+
+/// A step of the replace, read, lock or recovery protocol, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Inspecting the target (`lstat`, following symlinks).
+    Inspect,
+    /// Creating the uniquely named temp file next to the target.
+    CreateTemp,
+    /// Copying the target's owner and permission bits to the temp file.
+    CopyPermissions,
+    /// Writing the new contents into the temp file.
+    Write,
+    /// `fsync` of the temp file.
+    SyncFile,
+    /// Renaming the temp file over the target.
+    Rename,
+    /// `fsync` of the directory holding the target, which makes the rename durable.
+    SyncDir,
+    /// Reading the file.
+    Read,
+    /// Opening or creating the sibling lock file.
+    OpenLock,
+    /// Taking the advisory lock.
+    Lock,
+    /// Listing a directory during recovery.
+    ListDir,
+    /// Removing a leftover temp file during recovery.
+    RemoveTemp,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Inspect => "inspect the target",
+            Step::CreateTemp => "create a temp file",
+            Step::CopyPermissions => "copy owner and permissions to the temp file",
+            Step::Write => "write the temp file",
+            Step::SyncFile => "fsync the temp file",
+            Step::Rename => "rename the temp file over the target",
+            Step::SyncDir => "fsync the directory after the rename",
+            Step::Read => "read",
+            Step::OpenLock => "open the lock file",
+            Step::Lock => "lock the lock file",
+            Step::ListDir => "list the directory",
+            Step::RemoveTemp => "remove a leftover temp file",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn new(path: impl Into<PathBuf>, kind: ErrorKind) -> Self {
+        Error {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, step: Step, source: io::Error) -> Self {
+        Error::new(path, ErrorKind::Io { step, source })
+    }
+
+    /// The file this error is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The operating system's error, if this is an I/O failure.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match &self.kind {
+            ErrorKind::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The failed step, if this is an I/O failure.
+    pub fn step(&self) -> Option<Step> {
+        match &self.kind {
+            ErrorKind::Io { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+
+    /// True when the file (or its directory) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.io_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// True when the file exists but is damaged ([`ErrorKind::Corrupt`]).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self.kind, ErrorKind::Corrupt(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.kind {
+            ErrorKind::Io { step, source } => write!(f, "cannot {step} for {path}: {source}"),
+            ErrorKind::Corrupt(reason) => write!(
+                f,
+                "{path} is corrupt: {reason}; the file was left untouched: restore it from a \
+                 backup or version control, or rewrite it with the checksummed writer"
+            ),
+            ErrorKind::Decode { format, message } => {
+                write!(
+                    f,
+                    "{path} is not valid {format} for the expected type: {message}"
+                )
+            }
+            ErrorKind::Encode { format, message } => {
+                write!(f, "cannot encode the value as {format} for {path}: {message}")
+            }
+            ErrorKind::LockTimeout { lock_path, waited } => write!(
+                f,
+                "timed out after {waited:?} waiting for the lock {} guarding {path}: another \
+                 process holds it; retry later or raise the lock timeout",
+                lock_path.display()
+            ),
+            ErrorKind::InvalidPath { reason } => write!(f, "cannot use {path}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io { source, .. } => Some(source),
+            ErrorKind::Corrupt(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Converts to an [`io::Error`], keeping the OS error kind where there is one.
+    fn from(err: Error) -> io::Error {
+        let kind = match &err.kind {
+            ErrorKind::Io { source, .. } => source.kind(),
+            ErrorKind::Corrupt(_) | ErrorKind::Decode { .. } => io::ErrorKind::InvalidData,
+            ErrorKind::Encode { .. } | ErrorKind::InvalidPath { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+            ErrorKind::LockTimeout { .. } => io::ErrorKind::TimedOut,
+        };
+        io::Error::new(kind, err)
+    }
+}

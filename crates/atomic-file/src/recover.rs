@@ -1,0 +1,75 @@
+//! Finding and removing temp files left by writers that died mid-write.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result, Step};
+use crate::lock::{self, LockError, Wait};
+use crate::{imp, temp};
+
+/// What [`recover`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Leftover temp files of dead writers, now removed.
+    pub removed: Vec<PathBuf>,
+    /// Temp files of writers that are still running, left alone.
+    pub in_use: Vec<PathBuf>,
+}
+
+/// Removes this crate's leftover temp files from `dir` and reports them.
+///
+/// A file is touched only if its name is one of this crate's temp names
+/// (`.NAME.PID-RANDOM.atomic-tmp`). It is removed only when both
+/// - no writer holds its lock (a writer locks its temp file from just after creating it until
+///   after the rename; the kernel drops that lock when the writer dies), and
+/// - the writer's process, named by the pid in the file name, no longer exists on this host
+///   (which also covers the moment between a writer creating the file and locking it).
+///
+/// Every other file, including lock files and the temp files of live writers, is left alone.
+/// Subdirectories are not searched.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// atomic_file::write(dir.path().join("state.json"), b"{}")?;
+/// let report = atomic_file::recover(dir.path())?;
+/// assert!(report.removed.is_empty() && report.in_use.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recover(dir: impl AsRef<Path>) -> Result<Recovery> {
+    let dir = dir.as_ref();
+    let mut report = Recovery::default();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, Step::ListDir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, Step::ListDir, e))?;
+        let Some(pid) = temp::parse(&entry.file_name()) else {
+            continue;
+        };
+        let path = entry.path();
+        match remove_if_dead(&path, pid) {
+            Ok(true) => report.removed.push(path),
+            Ok(false) => report.in_use.push(path),
+            // Renamed into place or removed by someone else meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(path, Step::RemoveTemp, e)),
+        }
+    }
+    report.removed.sort();
+    report.in_use.sort();
+    Ok(report)
+}
+
+fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
+    let file = File::open(path)?;
+    let removed = lock::with_exclusive(file, Wait::Never, |_| {
+        if pid == std::process::id() || imp::process_alive(pid) {
+            return Ok(false);
+        }
+        fs::remove_file(path).map(|()| true)
+    });
+    match removed {
+        Ok(result) => result,
+        Err(LockError::Busy { .. }) => Ok(false),
+        Err(LockError::Io(e)) => Err(e),
+    }
+}

@@ -1,0 +1,129 @@
+//! The replace protocol: resolve, create temp, lock it, copy metadata, write, fsync, rename,
+//! fsync the directory.
+
+use std::fs::{self, Metadata};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result, Step};
+use crate::lock;
+use crate::{Durability, imp, temp};
+
+/// Symlink hops followed before giving up, as Linux's `MAXSYMLINKS`.
+const MAX_SYMLINKS: usize = 40;
+/// Attempts at a fresh temp name before reporting the collision.
+const TEMP_ATTEMPTS: usize = 16;
+
+/// The file a write to a path really replaces.
+pub(crate) struct Target {
+    /// The path after following symlinks.
+    pub path: PathBuf,
+    /// Its metadata, if it exists.
+    pub meta: Option<Metadata>,
+}
+
+impl Target {
+    /// Follows symlinks from `path` to the file they name (which need not exist yet).
+    pub fn resolve(path: &Path) -> Result<Target> {
+        let invalid = |reason| Error::new(path, ErrorKind::InvalidPath { reason });
+        let mut current = path.to_path_buf();
+        for _ in 0..MAX_SYMLINKS {
+            if current.file_name().is_none() {
+                return Err(invalid("the path does not end in a file name"));
+            }
+            let meta = match fs::symlink_metadata(&current) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Ok(Target {
+                        path: current,
+                        meta: None,
+                    });
+                }
+                Err(e) => return Err(Error::io(path, Step::Inspect, e)),
+            };
+            let kind = meta.file_type();
+            if kind.is_file() {
+                return Ok(Target {
+                    path: current,
+                    meta: Some(meta),
+                });
+            } else if kind.is_dir() {
+                return Err(invalid("it is a directory, not a file"));
+            } else if !kind.is_symlink() {
+                return Err(invalid("it is not a regular file (a device, socket or fifo)"));
+            }
+            let link = fs::read_link(&current).map_err(|e| Error::io(path, Step::Inspect, e))?;
+            current = dir_of(&current).join(link);
+        }
+        Err(invalid("too many levels of symbolic links"))
+    }
+
+    /// The directory holding the target.
+    pub fn dir(&self) -> &Path {
+        dir_of(&self.path)
+    }
+
+    /// The sibling lock file guarding read-modify-write of the target: `dir/.NAME.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(self.path.file_name().unwrap_or_default());
+        name.push(".lock");
+        self.dir().join(name)
+    }
+}
+
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Atomically replaces the file at `path` with the concatenation of `parts`.
+pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> Result<()> {
+    let target = Target::resolve(path)?;
+    let dir = target.dir();
+    let name = target.path.file_name().unwrap_or_default();
+    let (temp_path, file) = create_temp(path, dir, name)?;
+
+    let written = lock::while_writing(file, |file| -> Result<()> {
+        let fail = |step| move |e| Error::io(path, step, e);
+        if let Some(meta) = &target.meta {
+            imp::copy_metadata(file, meta).map_err(fail(Step::CopyPermissions))?;
+        }
+        for part in parts {
+            file.write_all(part).map_err(fail(Step::Write))?;
+        }
+        if durability == Durability::Full {
+            // fdatasync: the file is new, so its data and size are all that must reach the disk.
+            file.sync_data().map_err(fail(Step::SyncFile))?;
+        }
+        imp::replace(&temp_path, &target.path, target.meta.is_some()).map_err(fail(Step::Rename))
+    });
+    let written = written.unwrap_or_else(|e| Err(Error::io(path, Step::Lock, e)));
+    if let Err(e) = written {
+        // The rename did not happen, so the target is untouched; the temp file must go too.
+        // The original error is the one worth reporting.
+        let _ = fs::remove_file(&temp_path);
+        return Err(e);
+    }
+    if durability == Durability::Full {
+        imp::sync_dir(dir).map_err(|e| Error::io(path, Step::SyncDir, e))?;
+    }
+    Ok(())
+}
+
+fn create_temp(path: &Path, dir: &Path, name: &std::ffi::OsStr) -> Result<(PathBuf, fs::File)> {
+    let pid = std::process::id();
+    let mut last = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let temp_path = temp::path_for(dir, name, pid);
+        match imp::create_temp(&temp_path) {
+            Ok(file) => return Ok((temp_path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(Error::io(path, Step::CreateTemp, e)),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
+    Err(Error::io(path, Step::CreateTemp, e))
+}
