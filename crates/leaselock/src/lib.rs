@@ -1,8 +1,11 @@
 //! A file mutex that waits instead of failing, and expiring leases on sets of files and
 //! directory prefixes, with conflict detection, liveness, renewal and fencing tokens.
 //!
-//! **Status:** this crate is a placeholder in the workspace; its contents land with the
-//! `leaselock` issue. It builds on [`atomic_file`] for every file it persists.
+//! - [`mutex`]: `FileMutex`, an exclusive/shared advisory lock on a lock-file path with
+//!   first-come-first-served waiting and timeouts.
+//! - [`lease`]: leases (named holders' time-limited claims on files and directory prefixes)
+//!   granted under the root's `FileMutex`, persisted through [`atomic_file`].
 #![deny(missing_docs)]
 
-pub use atomic_file;
+pub mod lease;
+pub mod mutex;

@@ -1,0 +1,1 @@
+//! Leases: see the crate docs. (Being written.)

@@ -1,0 +1,1 @@
+//! `FileMutex`: see the crate docs. (Being written.)
