@@ -195,7 +195,8 @@ fn parse_dec(text: &[u8]) -> Option<u64> {
         return None;
     }
     text.iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(10)?.checked_add(u64::from(b.checked_sub(b'0')?))
+        acc.checked_mul(10)?
+            .checked_add(u64::from(b.checked_sub(b'0')?))
     })
 }
 
@@ -241,7 +242,10 @@ mod tests {
         assert_eq!(decode(b""), Err(Corruption::MissingHeader));
         assert_eq!(decode(b"{\"a\":1}\n"), Err(Corruption::MissingHeader));
         assert_eq!(decode(b"# atomic-fi"), Err(Corruption::TruncatedHeader));
-        assert_eq!(decode(b"# atomic-file v1 len=3 cr"), Err(Corruption::TruncatedHeader));
+        assert_eq!(
+            decode(b"# atomic-file v1 len=3 cr"),
+            Err(Corruption::TruncatedHeader)
+        );
         assert_eq!(
             decode(b"# atomic-file v2 len=0 crc32=00000000\n"),
             Err(Corruption::UnsupportedVersion)
@@ -285,7 +289,10 @@ mod tests {
         let inner = encode(b"payload");
         let outer = encode(&inner);
         for cut in 0..outer.len() {
-            assert!(decode(&outer[..cut]).is_err(), "prefix of {cut} bytes accepted");
+            assert!(
+                decode(&outer[..cut]).is_err(),
+                "prefix of {cut} bytes accepted"
+            );
         }
         assert_eq!(decode(&outer), Ok(&inner[..]));
     }
@@ -297,12 +304,18 @@ mod tests {
             actual: 4,
         }
         .to_string();
-        assert!(msg.contains("truncated") && msg.contains("10") && msg.contains('4'), "{msg}");
+        assert!(
+            msg.contains("truncated") && msg.contains("10") && msg.contains('4'),
+            "{msg}"
+        );
         let msg = Corruption::ChecksumMismatch {
             expected: 0xdead_beef,
             actual: 1,
         }
         .to_string();
-        assert!(msg.contains("deadbeef") && msg.contains("00000001"), "{msg}");
+        assert!(
+            msg.contains("deadbeef") && msg.contains("00000001"),
+            "{msg}"
+        );
     }
 }

@@ -181,7 +181,10 @@ impl fmt::Display for Error {
                 )
             }
             ErrorKind::Encode { format, message } => {
-                write!(f, "cannot encode the value as {format} for {path}: {message}")
+                write!(
+                    f,
+                    "cannot encode the value as {format} for {path}: {message}"
+                )
             }
             ErrorKind::LockTimeout { lock_path, waited } => write!(
                 f,
@@ -210,9 +213,7 @@ impl From<Error> for io::Error {
         let kind = match &err.kind {
             ErrorKind::Io { source, .. } => source.kind(),
             ErrorKind::Corrupt(_) | ErrorKind::Decode { .. } => io::ErrorKind::InvalidData,
-            ErrorKind::Encode { .. } | ErrorKind::InvalidPath { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            ErrorKind::Encode { .. } | ErrorKind::InvalidPath { .. } => io::ErrorKind::InvalidInput,
             ErrorKind::LockTimeout { .. } => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, err)

@@ -71,6 +71,8 @@ mod lock;
 mod recover;
 mod replace;
 mod temp;
+#[cfg(test)]
+mod tests;
 mod typed;
 
 use std::path::Path;

@@ -50,7 +50,9 @@ impl Target {
             } else if kind.is_dir() {
                 return Err(invalid("it is a directory, not a file"));
             } else if !kind.is_symlink() {
-                return Err(invalid("it is not a regular file (a device, socket or fifo)"));
+                return Err(invalid(
+                    "it is not a regular file (a device, socket or fifo)",
+                ));
             }
             let link = fs::read_link(&current).map_err(|e| Error::io(path, Step::Inspect, e))?;
             current = dir_of(&current).join(link);
@@ -89,16 +91,24 @@ pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> R
     let written = lock::while_writing(file, |file| -> Result<()> {
         let fail = |step| move |e| Error::io(path, step, e);
         if let Some(meta) = &target.meta {
-            imp::copy_metadata(file, meta).map_err(fail(Step::CopyPermissions))?;
+            fault::check(Step::CopyPermissions)
+                .and_then(|()| imp::copy_metadata(file, meta))
+                .map_err(fail(Step::CopyPermissions))?;
         }
         for part in parts {
-            file.write_all(part).map_err(fail(Step::Write))?;
+            fault::check(Step::Write)
+                .and_then(|()| file.write_all(part))
+                .map_err(fail(Step::Write))?;
         }
         if durability == Durability::Full {
             // fdatasync: the file is new, so its data and size are all that must reach the disk.
-            file.sync_data().map_err(fail(Step::SyncFile))?;
+            fault::check(Step::SyncFile)
+                .and_then(|()| file.sync_data())
+                .map_err(fail(Step::SyncFile))?;
         }
-        imp::replace(&temp_path, &target.path, target.meta.is_some()).map_err(fail(Step::Rename))
+        fault::check(Step::Rename)
+            .and_then(|()| imp::replace(&temp_path, &target.path, target.meta.is_some()))
+            .map_err(fail(Step::Rename))
     });
     let written = written.unwrap_or_else(|e| Err(Error::io(path, Step::Lock, e)));
     if let Err(e) = written {
@@ -108,7 +118,9 @@ pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> R
         return Err(e);
     }
     if durability == Durability::Full {
-        imp::sync_dir(dir).map_err(|e| Error::io(path, Step::SyncDir, e))?;
+        fault::check(Step::SyncDir)
+            .and_then(|()| imp::sync_dir(dir))
+            .map_err(|e| Error::io(path, Step::SyncDir, e))?;
     }
     Ok(())
 }
@@ -118,7 +130,7 @@ fn create_temp(path: &Path, dir: &Path, name: &std::ffi::OsStr) -> Result<(PathB
     let mut last = None;
     for _ in 0..TEMP_ATTEMPTS {
         let temp_path = temp::path_for(dir, name, pid);
-        match imp::create_temp(&temp_path) {
+        match fault::check(Step::CreateTemp).and_then(|()| imp::create_temp(&temp_path)) {
             Ok(file) => return Ok((temp_path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(Error::io(path, Step::CreateTemp, e)),
@@ -126,4 +138,42 @@ fn create_temp(path: &Path, dir: &Path, name: &std::ffi::OsStr) -> Result<(PathB
     }
     let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
     Err(Error::io(path, Step::CreateTemp, e))
+}
+
+/// Fault injection for the error-path tests: a test names a step, and the next write on that
+/// thread fails there with an injected I/O error, exactly as if the system call had failed.
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+    use std::io;
+
+    use crate::Step;
+
+    thread_local! {
+        static FAIL_AT: Cell<Option<Step>> = const { Cell::new(None) };
+    }
+
+    /// Makes the next `check(step)` on this thread fail.
+    pub fn inject(step: Step) {
+        FAIL_AT.with(|f| f.set(Some(step)));
+    }
+
+    /// Fails if a fault was injected at `step`, consuming it.
+    pub fn check(step: Step) -> io::Result<()> {
+        if FAIL_AT.with(|f| f.get()) == Some(step) {
+            FAIL_AT.with(|f| f.set(None));
+            return Err(io::Error::other(format!("injected fault at {step}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(test))]
+mod fault {
+    use crate::Step;
+
+    #[inline(always)]
+    pub fn check(_: Step) -> std::io::Result<()> {
+        Ok(())
+    }
 }

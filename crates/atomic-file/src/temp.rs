@@ -37,7 +37,11 @@ pub fn parse(name: &OsStr) -> Option<u32> {
     let (pid, random) = tag.split_once('-')?;
     let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
     let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
-    if hex && digits { pid.parse().ok() } else { None }
+    if hex && digits {
+        pid.parse().ok()
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,11 @@ impl Format {
     /// assert_eq!(bytes, b"[\n  1,\n  2\n]\n");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn encode<T: Serialize + ?Sized>(self, path: impl AsRef<Path>, value: &T) -> Result<Vec<u8>> {
+    pub fn encode<T: Serialize + ?Sized>(
+        self,
+        path: impl AsRef<Path>,
+        value: &T,
+    ) -> Result<Vec<u8>> {
         let encoded = match self {
             Format::Json => serde_json::to_vec_pretty(value)
                 .map(|mut bytes| {
@@ -69,7 +73,13 @@ impl Format {
                 .map_err(|e| e.to_string()),
         };
         encoded.map_err(|message| {
-            Error::new(path.as_ref(), ErrorKind::Encode { format: self, message })
+            Error::new(
+                path.as_ref(),
+                ErrorKind::Encode {
+                    format: self,
+                    message,
+                },
+            )
         })
     }
 
@@ -88,7 +98,13 @@ impl Format {
             Format::Yaml => serde_yaml::from_slice(bytes).map_err(|e| e.to_string()),
         };
         decoded.map_err(|message| {
-            Error::new(path.as_ref(), ErrorKind::Decode { format: self, message })
+            Error::new(
+                path.as_ref(),
+                ErrorKind::Decode {
+                    format: self,
+                    message,
+                },
+            )
         })
     }
 }
