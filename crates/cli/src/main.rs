@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 /// Share one repository's state between many agents without losing or duplicating it.
 #[derive(Debug, Parser)]
 #[command(name = "gapreg", version, about)]
@@ -33,6 +35,23 @@ enum Command {
     Recover {
         /// The directory to clean.
         dir: PathBuf,
+    },
+    /// Demonstrate the file layer: concurrent processes, a killed writer, a damaged file.
+    DemoWrite {
+        /// Number of concurrent worker processes.
+        #[arg(long, default_value_t = 8)]
+        workers: u32,
+        /// Locked updates per worker.
+        #[arg(long, default_value_t = 100)]
+        updates: u32,
+    },
+    /// A worker process of `demo-write` (internal).
+    #[command(hide = true)]
+    DemoWorker {
+        role: String,
+        path: PathBuf,
+        #[arg(default_value_t = 0)]
+        count: u32,
     },
 }
 
@@ -65,13 +84,18 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 other => other?,
             }
         }
+        Command::DemoWrite { workers, updates } => demo::run(workers, updates)?,
+        Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count)?,
         Command::Recover { dir } => {
             let report = atomic_file::recover(&dir)?;
             for path in &report.removed {
                 println!("removed {}", path.display());
             }
             for path in &report.in_use {
-                eprintln!("gapreg: kept {} (its writer is still running)", path.display());
+                eprintln!(
+                    "gapreg: kept {} (its writer is still running)",
+                    path.display()
+                );
             }
         }
     }
