@@ -16,7 +16,7 @@ fn temps(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<_> = fs::read_dir(dir)
         .expect("read_dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().and_then(|n| crate::temp::parse(n)).is_some())
+        .filter(|p| p.file_name().and_then(crate::temp::parse).is_some())
         .collect();
     found.sort();
     found
@@ -500,10 +500,10 @@ fn recover_removes_dead_writers_temps_and_nothing_else() {
         fs::write(p, b"x").expect("seed");
     }
     let report = recover(d.path()).expect("recover");
-    assert_eq!(report.removed, [dead.clone()]);
+    assert_eq!(report.removed, std::slice::from_ref(&dead));
     assert_eq!(
         report.in_use,
-        [mine.clone()],
+        std::slice::from_ref(&mine),
         "a live writer's temp is kept"
     );
     assert!(!dead.exists() && mine.exists());
@@ -520,7 +520,7 @@ fn recover_keeps_a_locked_temp_even_if_its_pid_is_dead() {
     let mut lock = fd_lock::RwLock::new(file);
     let _held = lock.write().expect("lock");
     let report = recover(d.path()).expect("recover");
-    assert_eq!(report.in_use, [temp.clone()]);
+    assert_eq!(report.in_use, std::slice::from_ref(&temp));
     assert!(temp.exists());
 }
 
