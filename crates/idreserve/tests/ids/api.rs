@@ -1,0 +1,216 @@
+//! The store's behaviour and every error it reports.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use idreserve::{Config, ErrorKind, Store};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::create(dir.path().join("ids"), Config::default()).expect("create");
+    (dir, store)
+}
+
+fn ids(r: &idreserve::Reservation) -> Vec<String> {
+    r.ids().map(|id| id.to_string()).collect()
+}
+
+#[test]
+fn reservations_are_consecutive_per_prefix() {
+    let (_d, s) = store();
+    assert_eq!(ids(&s.reserve("SEC", 1).expect("1")), ["SEC-1"]);
+    assert_eq!(
+        ids(&s.reserve("SEC", 3).expect("3")),
+        ["SEC-2", "SEC-3", "SEC-4"]
+    );
+    assert_eq!(ids(&s.reserve("GAP-OP", 1).expect("other")), ["GAP-OP-1"]);
+    assert_eq!(s.peek("SEC").expect("peek").to_string(), "SEC-5");
+    assert_eq!(s.peek("NEW").expect("peek").to_string(), "NEW-1");
+    assert_eq!(
+        s.counters().expect("counters"),
+        BTreeMap::from([("GAP-OP".into(), 1), ("SEC".into(), 4)])
+    );
+    // A second handle (another process would do the same) sees the same counters.
+    let again = Store::open(s.dir()).expect("open");
+    assert_eq!(ids(&again.reserve("SEC", 1).expect("1")), ["SEC-5"]);
+}
+
+#[test]
+fn zero_padding_and_allow_list_come_from_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        allow: Some(vec!["GAP-OP".into(), "SEC".into()]),
+        width: BTreeMap::from([("GAP-OP".into(), 4)]),
+    };
+    let s = Store::create(dir.path(), config).expect("create");
+    assert_eq!(
+        ids(&s.reserve("GAP-OP", 2).expect("r")),
+        ["GAP-OP-0001", "GAP-OP-0002"]
+    );
+    let err = s.reserve("TASK", 1).expect_err("not allowed");
+    assert!(matches!(err.kind(), ErrorKind::UnknownPrefix { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("TASK") && msg.contains("GAP-OP, SEC"), "{msg}");
+    // The config is a hand-editable YAML file.
+    let text = fs::read_to_string(dir.path().join("config.yaml")).expect("config");
+    assert!(text.contains("allow") && text.contains("GAP-OP"), "{text}");
+}
+
+#[test]
+fn invalid_prefixes_and_ids_are_refused_with_reasons() {
+    let (_d, s) = store();
+    for bad in ["sec", "", "9A", "A_B"] {
+        let err = s.reserve(bad, 1).expect_err(bad);
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidPrefix { .. }),
+            "{err}"
+        );
+    }
+    let err = s.reserve("SEC", 0).expect_err("zero");
+    assert!(matches!(err.kind(), ErrorKind::EmptyReservation));
+    let err = s.validate("SEC20").expect_err("no dash");
+    assert!(matches!(err.kind(), ErrorKind::InvalidId { .. }), "{err}");
+}
+
+#[test]
+fn validate_accepts_only_reserved_ids() {
+    let (_d, s) = store();
+    s.reserve("SEC", 20).expect("reserve");
+    assert_eq!(s.validate("SEC-20").expect("reserved").number(), 20);
+    assert!(s.validate("SEC-1").is_ok());
+    for bad in ["SEC-21", "SEC-0", "OTHER-1"] {
+        let err = s.validate(bad).expect_err(bad);
+        let msg = err.to_string();
+        assert!(matches!(err.kind(), ErrorKind::NotReserved { .. }), "{msg}");
+        assert!(msg.contains("gapreg ids reserve"), "{msg}");
+    }
+    assert!(
+        s.validate("SEC-21")
+            .expect_err("x")
+            .to_string()
+            .contains("at 20")
+    );
+}
+
+#[test]
+fn missing_store_says_how_to_create_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Store::open(dir.path().join("nope")).expect_err("missing");
+    assert!(matches!(err.kind(), ErrorKind::NoStore { .. }));
+    assert!(err.to_string().contains("Store::create"), "{err}");
+    let (_d, s) = store();
+    let err = Store::create(s.dir(), Config::default()).expect_err("exists");
+    assert!(matches!(err.kind(), ErrorKind::AlreadyExists { .. }));
+}
+
+#[test]
+fn corrupt_log_is_reported_never_reset() {
+    let (_d, s) = store();
+    s.reserve("SEC", 5).expect("reserve");
+    s.reserve("SEC", 5).expect("reserve");
+    let log = s.dir().join("counters.log");
+    let mut bytes = fs::read(&log).expect("read");
+    bytes[4] = b'7'; // "SEC 7" under the checksum of "SEC 5"
+    fs::write(&log, &bytes).expect("damage");
+    for err in [
+        s.reserve("SEC", 1).expect_err("reserve"),
+        s.peek("SEC").expect_err("peek"),
+        s.validate("SEC-1").expect_err("validate"),
+    ] {
+        assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("counters.log") && msg.contains("line 1"),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        fs::read(&log).expect("read"),
+        bytes,
+        "a corrupt log must be left untouched"
+    );
+}
+
+#[test]
+fn torn_tail_is_ignored_by_readers_and_cut_by_the_next_writer() {
+    let (_d, s) = store();
+    s.reserve("SEC", 3).expect("reserve");
+    let log = s.dir().join("counters.log");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    std::io::Write::write_all(&mut f, b"SEC 9 12").expect("torn append");
+    assert_eq!(s.peek("SEC").expect("peek").to_string(), "SEC-4");
+    assert_eq!(ids(&s.reserve("SEC", 1).expect("reserve")), ["SEC-4"]);
+    let text = fs::read_to_string(&log).expect("read");
+    assert!(!text.contains("SEC 9"), "torn tail not cut: {text:?}");
+    assert_eq!(text.lines().count(), 2);
+}
+
+#[test]
+fn long_logs_are_compacted_without_losing_counters() {
+    let (_d, s) = store();
+    for i in 0..1100u64 {
+        s.reserve(if i % 2 == 0 { "A" } else { "B" }, 1)
+            .expect("reserve");
+    }
+    let text = fs::read_to_string(s.dir().join("counters.log")).expect("read");
+    assert!(text.lines().count() < 200, "log was not compacted");
+    assert_eq!(
+        s.counters().expect("counters"),
+        BTreeMap::from([("A".into(), 550), ("B".into(), 550)])
+    );
+}
+
+#[test]
+fn init_from_documents_raises_counters_and_reports_where() {
+    let (d, s) = store();
+    let docs = d.path().join("docs");
+    fs::create_dir_all(docs.join(".git")).expect("mkdir");
+    fs::create_dir_all(docs.join("tasks")).expect("mkdir");
+    fs::write(docs.join("tasks/a.md"), "SEC-12 and GAP-OP-1091, see SEC-7").expect("w");
+    fs::write(docs.join("tasks/b.md"), "Refs: SEC-19.\n").expect("w");
+    fs::write(docs.join(".git/ignored"), "SEC-999").expect("w");
+    fs::write(docs.join("blob.bin"), b"\0SEC-500").expect("w");
+    s.reserve("SEC", 25).expect("reserve");
+    let report = s
+        .init_from(std::slice::from_ref(&docs), None, false)
+        .expect("init");
+    let sec = &report["SEC"];
+    assert_eq!(sec.highest.to_string(), "SEC-19");
+    assert!(sec.file.ends_with("tasks/b.md"));
+    assert_eq!(
+        (sec.old_counter, sec.new_counter),
+        (25, 25),
+        "never lowered"
+    );
+    assert_eq!(report["GAP-OP"].new_counter, 1091);
+    assert_eq!(s.peek("GAP-OP").expect("peek").to_string(), "GAP-OP-1092");
+    assert_eq!(s.peek("SEC").expect("peek").to_string(), "SEC-26");
+    // Forced, a counter may go down; and `only` restricts the prefixes.
+    let only = ["SEC".to_owned()];
+    let report = s.init_from(&[docs], Some(&only), true).expect("force");
+    assert_eq!(report.keys().collect::<Vec<_>>(), ["SEC"]);
+    assert_eq!(s.peek("SEC").expect("peek").to_string(), "SEC-20");
+}
+
+#[test]
+fn lock_timeout_names_the_holder() {
+    let (_d, s) = store();
+    let mutex = leaselock::mutex::FileMutex::new(s.dir().join("counters.lock"));
+    let _held = mutex.lock().expect("hold");
+    let waiting = s
+        .clone()
+        .with_lock_timeout(std::time::Duration::from_millis(50));
+    let err = std::thread::spawn(move || waiting.reserve("SEC", 1))
+        .join()
+        .expect("thread")
+        .expect_err("must time out");
+    assert!(matches!(err.kind(), ErrorKind::Lock(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("timed out") && msg.contains(&std::process::id().to_string()),
+        "{msg}"
+    );
+}
