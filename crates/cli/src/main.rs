@@ -1,23 +1,61 @@
-//! `gapreg`: parsing, output and exit codes only; every rule lives in the library crates.
+//! `gapreg`: argument parsing, output and exit codes only; every rule lives in the library
+//! crates (`gapreg`, `idreserve`, `leaselock`, `atomic-file`).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod demo;
+mod duration;
+mod exit;
+mod ids;
+mod lease;
+mod output;
+
+use output::Output;
+
+/// The result of a command: any library error, classified into an exit code by `exit`.
+pub type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// Share one repository's state between many agents without losing or duplicating it.
 #[derive(Debug, Parser)]
-#[command(name = "gapreg", version, about)]
+#[command(name = "gapreg", version, about, after_long_help = exit::HELP)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The registry directory (`.gapreg`). Default: `$GAPREG_DIR`, else the nearest `.gapreg/`
+    /// in the current directory or a parent.
+    #[arg(long, global = true, value_name = "DIR")]
+    registry: Option<PathBuf>,
+    /// Print one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print nothing but errors (and the data a command exists to print).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// How long to wait for a busy lock, e.g. 500ms, 30s, 1h.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration::parse)]
+    wait: Option<Duration>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Reserve, inspect and check IDs like SEC-20 or GAP-OP-1091.
+    #[command(subcommand)]
+    Ids(ids::IdsCommand),
+    /// Take, renew, release and list leases on files and directories.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
     /// Atomically and durably replace FILE with standard input.
     Write {
         /// The file to replace (created if missing; a symlink is followed).
@@ -53,53 +91,118 @@ enum Command {
         #[arg(default_value_t = 0)]
         count: u32,
     },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    let out = Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    match run(&cli.global, out, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gapreg: error: {e}");
-            ExitCode::FAILURE
+            let code = exit::classify(e.as_ref());
+            let mut message = format!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(&format!("\n  caused by: {text}"));
+                }
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(code as u8)
         }
     }
 }
 
-fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+fn run(global: &Global, out: Output, command: Command) -> Result {
     match command {
+        Command::Ids(cmd) => ids::run(global, out, cmd),
+        Command::Lease(cmd) => lease::run(global, out, cmd),
         Command::Write { file, checksum } => {
             let mut input = Vec::new();
             std::io::stdin().read_to_end(&mut input)?;
             atomic_file::Options::new()
                 .checksum(checksum)
                 .write(&file, &input)?;
+            let doc = serde_json::json!({ "path": file, "bytes": input.len() });
+            Ok(out.show(&doc, |w| {
+                writeln!(w, "wrote {} bytes to {}", input.len(), file.display())
+            })?)
         }
         Command::Verify { file } => {
-            use std::io::Write;
             let payload = atomic_file::read_checksummed(&file)?;
-            let mut out = std::io::stdout().lock();
-            match out.write_all(&payload).and_then(|()| out.flush()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other?,
-            }
+            let mut stdout = std::io::stdout().lock();
+            Ok(output::ignore_closed_pipe(
+                stdout.write_all(&payload).and_then(|()| stdout.flush()),
+            )?)
         }
-        Command::DemoWrite { workers, updates } => demo::run(workers, updates)?,
-        Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count)?,
         Command::Recover { dir } => {
             let report = atomic_file::recover(&dir)?;
-            for path in &report.removed {
-                println!("removed {}", path.display());
-            }
-            for path in &report.in_use {
-                eprintln!(
-                    "gapreg: kept {} (its writer is still running)",
-                    path.display()
-                );
-            }
+            let doc = serde_json::json!({ "removed": report.removed, "in_use": report.in_use });
+            Ok(out.show(&doc, |w| {
+                for path in &report.removed {
+                    writeln!(w, "removed {}", path.display())?;
+                }
+                for path in &report.in_use {
+                    writeln!(w, "kept {} (its writer is still running)", path.display())?;
+                }
+                Ok(())
+            })?)
+        }
+        Command::DemoWrite { workers, updates } => demo::run(workers, updates),
+        Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "gapreg", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            let mut stdout = std::io::stdout().lock();
+            Ok(output::ignore_closed_pipe(stdout.write_all(&page))?)
         }
     }
-    Ok(())
+}
+
+impl Global {
+    /// The registry directory: `--registry`, else `$GAPREG_DIR`, else the nearest `.gapreg`
+    /// in the current directory or a parent.
+    pub fn registry_dir(&self) -> Result<PathBuf> {
+        if let Some(dir) = &self.registry {
+            return Ok(dir.clone());
+        }
+        if let Some(dir) = std::env::var_os("GAPREG_DIR") {
+            return Ok(dir.into());
+        }
+        let cwd = std::env::current_dir()?;
+        cwd.ancestors()
+            .map(|dir| dir.join(".gapreg"))
+            .find(|dir| dir.is_dir())
+            .ok_or_else(|| {
+                exit::not_found(format!(
+                    "no gapreg registry in {} or any parent directory: create one with \
+                     `gapreg init`, or name one with --registry DIR or GAPREG_DIR",
+                    cwd.display()
+                ))
+            })
+    }
+
+    /// The lock wait given with `--wait`.
+    pub fn wait(&self) -> Option<Duration> {
+        self.wait
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,242 @@
+//! `gapreg lease …`: leases on files and directories of the repository (`leaselock`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use leaselock::lease::{Lease, LeaseOptions, LeaseRequest, Leases, Released};
+use serde_json::json;
+
+use crate::output::{Output, table};
+use crate::{Global, Result, duration};
+
+/// `gapreg lease` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Take a lease on files and directories; prints the lease id.
+    Acquire {
+        /// Who holds it (an agent name).
+        #[arg(long)]
+        holder: String,
+        /// A file, relative to the repository root (repeatable).
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<String>,
+        /// A directory prefix, relative to the repository root (repeatable).
+        #[arg(long = "dir", value_name = "PATH")]
+        dirs: Vec<String>,
+        /// A shared (read-only) lease: conflicts only with exclusive ones.
+        #[arg(long)]
+        shared: bool,
+        /// How long the lease lives unless renewed.
+        #[arg(long, default_value = "1h", value_parser = duration::parse)]
+        ttl: Duration,
+        /// What the holder is doing.
+        #[arg(long, default_value = "")]
+        task: String,
+    },
+    /// Extend a lease by its TTL (or a new one) from now.
+    Renew {
+        /// The lease id.
+        id: String,
+        /// Its holder.
+        #[arg(long)]
+        holder: String,
+    },
+    /// Release a lease.
+    Release {
+        /// The lease id.
+        id: String,
+        /// Its holder.
+        #[arg(long, required_unless_present = "force", conflicts_with = "force")]
+        holder: Option<String>,
+        /// Release it whoever holds it (also removes an unreadable lease file).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List leases with their state.
+    List,
+    /// Remove dead leases (expired, or holder gone), listing each.
+    Sweep {
+        /// Also remove unreadable lease files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn leases(global: &Global) -> Result<Leases> {
+    let registry = global.registry_dir()?;
+    let root = registry
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(std::path::Path::new("."));
+    let mut opts = LeaseOptions::new().leases_dir(registry.join("leases"));
+    if let Some(wait) = global.wait() {
+        opts = opts.lock_timeout(wait);
+    }
+    Ok(Leases::open_with(root, opts)?)
+}
+
+/// Seconds since the Unix epoch, for JSON.
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn lease_json(lease: &Lease) -> serde_json::Value {
+    json!({
+        "id": lease.id,
+        "token": lease.token,
+        "holder": lease.holder,
+        "mode": lease.mode,
+        "files": lease.files,
+        "dirs": lease.dirs,
+        "task": lease.task,
+        "acquired_at": secs(lease.acquired_at),
+        "renewed_at": secs(lease.renewed_at),
+        "expires_at": secs(lease.expires_at),
+        "ttl_secs": lease.ttl.as_secs(),
+    })
+}
+
+/// Runs one `gapreg lease` command.
+pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
+    let leases = leases(global)?;
+    match cmd {
+        LeaseCommand::Acquire {
+            holder,
+            files,
+            dirs,
+            shared,
+            ttl,
+            task,
+        } => {
+            let mut req = if shared {
+                LeaseRequest::shared(&holder)
+            } else {
+                LeaseRequest::exclusive(&holder)
+            };
+            req = req.files(files).dirs(dirs).task(task).ttl(ttl);
+            if let Some(wait) = global.wait() {
+                req = req.wait(wait);
+            }
+            let grant = leases.acquire(&req)?;
+            for t in &grant.took_over {
+                out.note(format!(
+                    "warning: took over dead lease {} of {} ({})",
+                    t.id, t.holder, t.reason
+                ));
+            }
+            let out = Output {
+                quiet: false,
+                ..out
+            };
+            out.show(&lease_json(&grant.lease), |w| {
+                writeln!(w, "{}", grant.lease.id)
+            })?;
+        }
+        LeaseCommand::Renew { id, holder } => {
+            let listing = leases.list()?;
+            let lease = listing
+                .leases
+                .into_iter()
+                .map(|(lease, _)| lease)
+                .find(|lease| lease.id == id && lease.holder == holder)
+                .ok_or_else(|| {
+                    crate::exit::not_found(format!(
+                        "no lease {id:?} held by {holder:?}: see `gapreg lease list`"
+                    ))
+                })?;
+            let lease = leases.renew(&lease)?;
+            out.show(&lease_json(&lease), |w| {
+                writeln!(w, "renewed {} until {}", lease.id, secs(lease.expires_at))
+            })?;
+        }
+        LeaseCommand::Release { id, holder, force } => {
+            let released = match (force, holder) {
+                (true, _) => leases.force_release(&id)?,
+                (false, Some(holder)) => leases.release_id(&id, &holder)?,
+                (false, None) => return Err(crate::exit::invalid("give --holder NAME or --force")),
+            };
+            let what = match &released {
+                Released::Lease(lease) => lease_json(lease),
+                Released::Corrupt(entry) => json!({ "id": id, "corrupt": entry.reason }),
+                _ => json!({ "id": id }),
+            };
+            out.show(&json!({ "released": what }), |w| {
+                writeln!(w, "released {id}")
+            })?;
+        }
+        LeaseCommand::List => {
+            let listing = leases.list()?;
+            let doc = json!({
+                "leases": listing.leases.iter().map(|(l, status)| {
+                    let mut v = lease_json(l);
+                    v["status"] = json!(format!("{status:?}"));
+                    v
+                }).collect::<Vec<_>>(),
+                "corrupt": listing.corrupt.iter().map(|c| json!({"file": c.path, "reason": c.reason})).collect::<Vec<_>>(),
+            });
+            out.show(&doc, |w| {
+                let rows: Vec<Vec<String>> = listing
+                    .leases
+                    .iter()
+                    .map(|(l, status)| {
+                        let mut paths = l.files.clone();
+                        paths.extend(l.dirs.iter().map(|d| format!("{d}/")));
+                        vec![
+                            l.id.clone(),
+                            l.holder.clone(),
+                            format!("{:?}", l.mode).to_lowercase(),
+                            format!("{status:?}").to_lowercase(),
+                            l.token.to_string(),
+                            paths.join(" "),
+                        ]
+                    })
+                    .collect();
+                table(
+                    w,
+                    &["ID", "HOLDER", "MODE", "STATE", "TOKEN", "PATHS"],
+                    &rows,
+                )?;
+                for c in &listing.corrupt {
+                    writeln!(w, "corrupt: {} ({})", c.path.display(), c.reason)?;
+                }
+                Ok(())
+            })?;
+        }
+        LeaseCommand::Sweep { force } => {
+            let report = if force {
+                leases.sweep_forced()?
+            } else {
+                leases.sweep()?
+            };
+            let doc = json!({
+                "removed": report.removed.iter().map(|s| json!({"lease": lease_json(&s.lease), "reason": s.reason})).collect::<Vec<_>>(),
+                "corrupt_removed": report.corrupt_removed.iter().map(|c| &c.path).collect::<Vec<_>>(),
+                "corrupt_kept": report.corrupt_kept.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            });
+            out.show(&doc, |w| {
+                for s in &report.removed {
+                    writeln!(
+                        w,
+                        "removed {} of {}: {}",
+                        s.lease.id, s.lease.holder, s.reason
+                    )?;
+                }
+                for c in &report.corrupt_kept {
+                    writeln!(
+                        w,
+                        "kept unreadable {} (use --force to remove)",
+                        c.path.display()
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
