@@ -1,0 +1,91 @@
+//! `write`, `verify`, `recover`, `completions`, `man`, usage errors.
+
+use crate::util::{Repo, run_in};
+
+#[test]
+fn write_replaces_a_file_with_stdin() {
+    let repo = Repo::new();
+    let out = repo
+        .run_with_input(&["write", "notes.txt"], b"hello\n")
+        .ok();
+    assert!(out.contains("wrote 6 bytes"), "{out}");
+    assert_eq!(
+        std::fs::read(repo.path().join("notes.txt")).expect("read"),
+        b"hello\n"
+    );
+    let doc = repo
+        .run_with_input(&["--json", "write", "notes.txt"], b"x")
+        .json();
+    assert_eq!(doc["bytes"], 1);
+}
+
+#[test]
+fn checksummed_write_verifies_and_damage_exits_6() {
+    let repo = Repo::new();
+    repo.run_with_input(&["write", "--checksum", "ids.txt"], b"SEC 20\n")
+        .ok();
+    assert_eq!(repo.run(&["verify", "ids.txt"]).ok(), "SEC 20\n");
+    let path = repo.path().join("ids.txt");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let n = bytes.len();
+    bytes[n - 2] ^= 1;
+    std::fs::write(&path, &bytes).expect("damage");
+    repo.run(&["verify", "ids.txt"])
+        .fails(6, &["ids.txt", "corrupt", "checksum"]);
+    repo.run(&["verify", "missing.txt"])
+        .fails(4, &["missing.txt"]);
+}
+
+#[test]
+fn write_into_a_missing_directory_names_it() {
+    let repo = Repo::new();
+    repo.run_with_input(&["write", "no/such/dir/f"], b"x")
+        .fails(4, &["no/such/dir/f", "create a temp file"]);
+}
+
+#[test]
+fn recover_lists_removed_leftovers() {
+    let repo = Repo::new();
+    let dead = repo.path().join(".x.4194999-00112233445566ff.atomic-tmp");
+    std::fs::write(&dead, b"partial").expect("seed");
+    let out = repo.run(&["recover", "."]).ok();
+    assert!(
+        out.contains("removed") && out.contains(".x.4194999"),
+        "{out}"
+    );
+    assert!(!dead.exists());
+    let doc = repo.run(&["--json", "recover", "."]).json();
+    assert_eq!(doc["removed"], serde_json::json!([]));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_lists_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_in(dir.path(), &["no-such-command"], None);
+    assert_eq!(run.code(), 2);
+    let help = run_in(dir.path(), &["--help"], None).ok();
+    assert!(help.contains("Exit codes") && help.contains("75"), "{help}");
+    let run = run_in(
+        dir.path(),
+        &["ids", "reserve", "SEC", "--wait", "soon"],
+        None,
+    );
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains("invalid duration"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bash = run_in(dir.path(), &["completions", "bash"], None).ok();
+    assert!(
+        bash.contains("gapreg") && bash.contains("complete"),
+        "{bash}"
+    );
+    let man = run_in(dir.path(), &["man"], None).ok();
+    assert!(man.contains(".TH") && man.contains("gapreg"), "{man}");
+}

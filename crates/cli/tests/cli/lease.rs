@@ -1,0 +1,75 @@
+//! `gapreg lease …`.
+
+use crate::util::Repo;
+
+#[test]
+fn acquire_conflict_release_and_list() {
+    let repo = Repo::new();
+    let id = repo
+        .run(&[
+            "lease", "acquire", "--holder", "a1", "--dir", "src", "--ttl", "10m",
+        ])
+        .ok();
+    let id = id.trim();
+    assert!(!id.is_empty());
+    repo.run(&["lease", "acquire", "--holder", "a2", "--file", "src/lib.rs"])
+        .fails(5, &["a1", "src"]);
+    // Shared readers do not conflict with each other.
+    repo.run(&[
+        "lease",
+        "acquire",
+        "--holder",
+        "r1",
+        "--file",
+        "docs/x.md",
+        "--shared",
+    ])
+    .ok();
+    repo.run(&[
+        "lease",
+        "acquire",
+        "--holder",
+        "r2",
+        "--file",
+        "docs/x.md",
+        "--shared",
+    ])
+    .ok();
+    let list = repo.run(&["lease", "list"]).ok();
+    assert!(
+        list.contains("a1") && list.contains("r2") && list.contains("HOLDER"),
+        "{list}"
+    );
+    let doc = repo.run(&["--json", "lease", "list"]).json();
+    assert_eq!(doc["leases"].as_array().expect("array").len(), 3);
+    repo.run(&["lease", "release", id, "--holder", "a2"])
+        .fails(5, &[id]);
+    repo.run(&["lease", "release", id, "--holder", "a1"]).ok();
+    repo.run(&["lease", "acquire", "--holder", "a2", "--file", "src/lib.rs"])
+        .ok();
+}
+
+#[test]
+fn acquire_json_has_id_token_and_expiry() {
+    let repo = Repo::new();
+    let a = repo
+        .run(&["--json", "lease", "acquire", "--holder", "a", "--file", "x"])
+        .json();
+    let b = repo
+        .run(&["--json", "lease", "acquire", "--holder", "b", "--file", "y"])
+        .json();
+    assert!(a["id"].is_string() && a["expires_at"].is_u64());
+    assert!(
+        b["token"].as_u64() > a["token"].as_u64(),
+        "fencing tokens increase"
+    );
+}
+
+#[test]
+fn escaping_paths_exit_3() {
+    let repo = Repo::new();
+    repo.run(&["lease", "acquire", "--holder", "a", "--file", "../outside"])
+        .fails(3, &["../outside"]);
+    repo.run(&["lease", "release", "nope", "--holder", "a"])
+        .fails(4, &["nope"]);
+}
