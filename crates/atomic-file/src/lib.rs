@@ -267,13 +267,7 @@ impl Options {
     ) -> std::result::Result<R, E> {
         let target = Target::resolve(path)?;
         let lock_path = target.lock_path();
-        let lock_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, Step::OpenLock, e))?;
+        let lock_file = open_lock_file(&lock_path, &target)?;
         let locked = lock::with_exclusive(lock_file, Wait::Up(self.lock_timeout), |_| {
             let old = match self.read(&target.path) {
                 Ok(data) => Some(data),
@@ -293,6 +287,27 @@ impl Options {
             Err(LockError::Io(e)) => Err(E::from(Error::io(&lock_path, Step::Lock, e))),
         }
     }
+}
+
+/// Opens the update lock file (read-only is enough for `flock`, so a lock file made by another
+/// user still works), creating it if it is missing.
+fn open_lock_file(lock_path: &Path, target: &Target) -> Result<std::fs::File> {
+    let fail = |e| Error::io(lock_path, Step::OpenLock, e);
+    match std::fs::File::open(lock_path) {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+        Err(_) => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .map_err(fail)?;
+    if let Some(meta) = &target.meta {
+        imp::share_lock_file(&file, meta);
+    }
+    Ok(file)
 }
 
 /// Atomically and durably replaces (or creates) the file at `path` with `contents`.

@@ -16,6 +16,8 @@ pub struct Recovery {
     pub removed: Vec<PathBuf>,
     /// Temp files of writers that are still running, left alone.
     pub in_use: Vec<PathBuf>,
+    /// Temp-named entries that could not be inspected (permission denied), left alone.
+    pub skipped: Vec<PathBuf>,
 }
 
 /// Removes this crate's leftover temp files from `dir` and reports them.
@@ -24,11 +26,14 @@ pub struct Recovery {
 /// (`.NAME.PID-RANDOM.atomic-tmp`). It is removed only when both
 /// - no writer holds its lock (a writer locks its temp file from just after creating it until
 ///   after the rename; the kernel drops that lock when the writer dies), and
-/// - the writer's process, named by the pid in the file name, no longer exists on this host
-///   (which also covers the moment between a writer creating the file and locking it).
+/// - the writer's process, named by the pid in the file name, no longer exists on this host,
+///   or (Linux) the process now holding that pid started after the file was created, so it
+///   merely reuses a dead writer's pid. (This check covers the moment between a writer
+///   creating the file and locking it.)
 ///
-/// Every other file, including lock files and the temp files of live writers, is left alone.
-/// Subdirectories are not searched.
+/// Every other file, including lock files and the temp files of live writers, is left alone;
+/// so are entries that are not regular files (a fifo or directory with a temp-like name is not
+/// this crate's). Subdirectories are not searched.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -45,24 +50,36 @@ pub fn recover(dir: impl AsRef<Path>) -> Result<Recovery> {
         let Some(pid) = temp::parse(&entry.file_name()) else {
             continue;
         };
+        // The entry's own type, without following a symlink.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         let path = entry.path();
         match remove_if_dead(&path, pid) {
             Ok(true) => report.removed.push(path),
             Ok(false) => report.in_use.push(path),
             // Renamed into place or removed by someone else meanwhile.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => report.skipped.push(path),
             Err(e) => return Err(Error::io(path, Step::RemoveTemp, e)),
         }
     }
     report.removed.sort();
     report.in_use.sort();
+    report.skipped.sort();
     Ok(report)
 }
 
 fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
-    let file = File::open(path)?;
-    let removed = lock::with_exclusive(file, Wait::Never, |_| {
-        if pid == std::process::id() || imp::process_alive(pid) {
+    let file = imp::open_for_lock(path)?;
+    let removed = lock::with_exclusive(file, Wait::Never, |file: &mut File| {
+        // The earlier of birth time (where the file system records it) and last write.
+        let meta = file.metadata()?;
+        let created = match (meta.created(), meta.modified()) {
+            (Ok(born), Ok(written)) => Some(born.min(written)),
+            (born, written) => born.or(written).ok(),
+        };
+        if imp::writer_alive(pid, created) {
             return Ok(false);
         }
         fs::remove_file(path).map(|()| true)

@@ -65,12 +65,11 @@ impl Target {
         dir_of(&self.path)
     }
 
-    /// The sibling lock file guarding read-modify-write of the target: `dir/.NAME.lock`.
+    /// The sibling lock file guarding read-modify-write of the target: `dir/.NAME.lock`, or
+    /// for a name too long for that, `dir/.SHORTENED~CRC32.lock`.
     pub fn lock_path(&self) -> PathBuf {
-        let mut name = std::ffi::OsString::from(".");
-        name.push(self.path.file_name().unwrap_or_default());
-        name.push(".lock");
-        self.dir().join(name)
+        let file_name = self.path.file_name().unwrap_or_default();
+        self.dir().join(temp::lock_name(file_name))
     }
 }
 
@@ -86,24 +85,25 @@ pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> R
     let target = Target::resolve(path)?;
     let dir = target.dir();
     let name = target.path.file_name().unwrap_or_default();
-    let (temp_path, file) = create_temp(path, dir, name)?;
+    let (temp_path, file) = create_temp(path, dir, name, target.meta.is_some())?;
 
     let written = lock::while_writing(file, |file| -> Result<()> {
         let fail = |step| move |e| Error::io(path, step, e);
-        if let Some(meta) = &target.meta {
-            fault::check(Step::CopyPermissions)
-                .and_then(|()| imp::copy_metadata(file, meta))
-                .map_err(fail(Step::CopyPermissions))?;
-        }
         for part in parts {
             fault::check(Step::Write)
                 .and_then(|()| file.write_all(part))
                 .map_err(fail(Step::Write))?;
         }
+        if let Some(meta) = &target.meta {
+            // After the last write, which would clear set-ID bits (see `copy_metadata`).
+            fault::check(Step::CopyPermissions)
+                .and_then(|()| imp::copy_metadata(file, meta))
+                .map_err(fail(Step::CopyPermissions))?;
+        }
         if durability == Durability::Full {
-            // fdatasync: the file is new, so its data and size are all that must reach the disk.
+            // fsync, not fdatasync: the copied mode and owner must reach the disk too.
             fault::check(Step::SyncFile)
-                .and_then(|()| file.sync_data())
+                .and_then(|()| file.sync_all())
                 .map_err(fail(Step::SyncFile))?;
         }
         fault::check(Step::Rename)
@@ -125,12 +125,17 @@ pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> R
     Ok(())
 }
 
-fn create_temp(path: &Path, dir: &Path, name: &std::ffi::OsStr) -> Result<(PathBuf, fs::File)> {
+fn create_temp(
+    path: &Path,
+    dir: &Path,
+    name: &std::ffi::OsStr,
+    private: bool,
+) -> Result<(PathBuf, fs::File)> {
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..TEMP_ATTEMPTS {
         let temp_path = temp::path_for(dir, name, pid);
-        match fault::check(Step::CreateTemp).and_then(|()| imp::create_temp(&temp_path)) {
+        match fault::check(Step::CreateTemp).and_then(|()| imp::create_temp(&temp_path, private)) {
             Ok(file) => return Ok((temp_path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(Error::io(path, Step::CreateTemp, e)),

@@ -14,18 +14,40 @@ pub const SUFFIX: &str = ".atomic-tmp";
 /// within the 255-byte limit of common file systems.
 const MAX_STEM: usize = 100;
 
-/// A fresh temp path next to `target` (in `dir`), owned by process `pid`.
-pub fn path_for(dir: &Path, target_name: &OsStr, pid: u32) -> PathBuf {
-    let stem = target_name.to_string_lossy();
+/// Longest file name common file systems accept, in bytes.
+const NAME_MAX: usize = 255;
+
+/// `name` cut to at most `MAX_STEM` bytes on a character boundary (lossily, if not UTF-8).
+fn stem(name: &OsStr) -> String {
+    let stem = name.to_string_lossy();
     let mut cut = stem.len().min(MAX_STEM);
     while !stem.is_char_boundary(cut) {
         cut -= 1;
     }
-    let mut name = OsString::with_capacity(cut + 40);
-    name.push(".");
-    name.push(&stem[..cut]);
+    stem[..cut].to_owned()
+}
+
+/// A fresh temp path next to `target` (in `dir`), owned by process `pid`.
+pub fn path_for(dir: &Path, target_name: &OsStr, pid: u32) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(stem(target_name));
     name.push(format!(".{pid}-{:016x}{SUFFIX}", fastrand::u64(..)));
     dir.join(name)
+}
+
+/// The name of the lock file guarding updates of `target_name`: `.NAME.lock`, or, when that
+/// would exceed the file-name limit, `.SHORTENED~CRC32.lock` (the checksum of the whole name
+/// keeps different long names apart; a collision would only make two files share a lock).
+pub fn lock_name(target_name: &OsStr) -> OsString {
+    let mut name = OsString::from(".");
+    if target_name.len() + ".".len() + ".lock".len() <= NAME_MAX {
+        name.push(target_name);
+    } else {
+        let crc = crc32fast::hash(target_name.as_encoded_bytes());
+        name.push(format!("{}~{crc:08x}", stem(target_name)));
+    }
+    name.push(".lock");
+    name
 }
 
 /// The writer pid recorded in a temp file's name, if `name` is one of this crate's temp names.
@@ -66,6 +88,19 @@ mod tests {
         let name = p.file_name().expect("name");
         assert!(name.len() < 200, "{} bytes", name.len());
         assert_eq!(parse(name), Some(7));
+    }
+
+    #[test]
+    fn lock_names_fit_the_name_limit() {
+        assert_eq!(lock_name(OsStr::new("reg.json")), ".reg.json.lock");
+        let long_a = "a".repeat(250);
+        let long_b = format!("{}b", "a".repeat(249));
+        let (a, b) = (
+            lock_name(OsStr::new(&long_a)),
+            lock_name(OsStr::new(&long_b)),
+        );
+        assert!(a.len() <= NAME_MAX && b.len() <= NAME_MAX);
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -4,37 +4,70 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Creates `path` exclusively. Mode `0o666` is narrowed by the umask, which gives a new target
-/// exactly `0o666 & !umask`; an existing target's mode is copied by [`copy_metadata`].
-pub fn create_temp(path: &Path) -> io::Result<File> {
+/// Creates `path` exclusively. A temp file that will replace an existing (`private`) file is
+/// created `0o600`, so nobody else can open it while it is written, whatever the old file's
+/// mode; [`copy_metadata`] gives it the old file's mode after the last write. Otherwise mode
+/// `0o666` is narrowed by the umask, which gives a new target exactly `0o666 & !umask`.
+pub fn create_temp(path: &Path, private: bool) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o666)
+        .mode(if private { 0o600 } else { 0o666 })
         .open(path)
 }
 
 /// Gives the temp file the replaced file's owner (where this process may) and permission bits.
-/// Called before any content is written, so the new contents are never more exposed than the
-/// old ones were.
+///
+/// Called after the last write: the kernel clears set-user-ID and set-group-ID bits when an
+/// unprivileged process writes a file or changes its owner, so the mode must come last. Until
+/// then the file is `0o600` (see [`create_temp`]). A set-user-ID (set-group-ID) bit is dropped
+/// when the owner (group) could not be kept, so that no file becomes set-ID for someone else.
 pub fn copy_metadata(temp: &File, target: &Metadata) -> io::Result<()> {
     let (uid, gid) = (target.uid(), target.gid());
-    if uid != rustix::process::geteuid().as_raw() || gid != rustix::process::getegid().as_raw() {
+    let mut mode = target.mode() & 0o7777;
+    let (euid, egid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    if uid != euid || gid != egid {
         // Changing the owner needs privilege; changing the group needs membership. Try both,
         // then the group alone, and keep whatever the process may not change.
         if let Err(e) = std::os::unix::fs::fchown(temp, Some(uid), Some(gid)) {
             if e.kind() != io::ErrorKind::PermissionDenied {
                 return Err(e);
             }
+            if uid != euid {
+                mode &= !0o4000;
+            }
             match std::os::unix::fs::fchown(temp, None, Some(gid)) {
                 Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(e),
+                Err(_) if gid != egid => mode &= !0o2000,
                 _ => {}
             }
         }
     }
-    // After fchown, which clears set-user-ID bits.
-    temp.set_permissions(fs::Permissions::from_mode(target.mode() & 0o7777))
+    temp.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Gives a newly created lock file the data file's owner and group, so that a lock file made
+/// by one run as root does not lock the data file's owner out. Best effort.
+pub fn share_lock_file(lock: &File, target: &Metadata) {
+    let _ = std::os::unix::fs::fchown(lock, Some(target.uid()), Some(target.gid()));
+}
+
+/// Opens an existing file for locking without following symlinks and without blocking (on a
+/// fifo), read-only, or write-only if this user may only write it.
+pub fn open_for_lock(path: &Path) -> io::Result<File> {
+    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
+    match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+            .write(true)
+            .custom_flags(flags)
+            .open(path),
+        other => other,
+    }
 }
 
 /// Renames `temp` over `target`, atomically.
@@ -47,8 +80,40 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Whether the writer `pid` that created a file at `created` may still be running: a process
+/// with that pid exists, and (where `/proc` tells) it started before the file was created —
+/// a process that started later merely reuses the pid of a dead writer.
+pub fn writer_alive(pid: u32, created: Option<SystemTime>) -> bool {
+    if !process_alive(pid) {
+        return false;
+    }
+    match (created, process_start(pid)) {
+        // Start times are rounded down, so "after" is never claimed wrongly.
+        (Some(created), Some(started)) => started <= created,
+        _ => true,
+    }
+}
+
+/// When process `pid` started, from `/proc/PID/stat` (field 22, clock ticks after boot) and
+/// the boot time in `/proc/stat`. `None` where `/proc` does not tell.
+fn process_start(pid: u32) -> Option<SystemTime> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = u64::from(rustix::param::clock_ticks_per_second()).max(1);
+    Some(UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
+}
+
 /// Whether a process with this pid exists on this host (a zombie counts as existing).
-pub fn process_alive(pid: u32) -> bool {
+fn process_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };

@@ -21,7 +21,7 @@ fn wide(path: &Path) -> Vec<u16> {
 }
 
 /// Creates `path` exclusively.
-pub fn create_temp(path: &Path) -> io::Result<File> {
+pub fn create_temp(path: &Path, _private: bool) -> io::Result<File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 
@@ -66,7 +66,7 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// Whether a process with this pid is running; unknown answers count as running.
-pub fn process_alive(pid: u32) -> bool {
+fn process_alive(pid: u32) -> bool {
     const STILL_ACTIVE: u32 = 259;
     const ERROR_INVALID_PARAMETER: u32 = 87;
     // SAFETY: plain calls with a valid out-pointer; the handle is closed before returning.
@@ -80,4 +80,17 @@ pub fn process_alive(pid: u32) -> bool {
         CloseHandle(handle);
         ok == 0 || code == STILL_ACTIVE
     }
+}
+
+/// Whether the writer `pid` may still be running (its start time is not checked here).
+pub fn writer_alive(pid: u32, _created: Option<std::time::SystemTime>) -> bool {
+    process_alive(pid)
+}
+
+/// Not needed here: lock files carry no owner of their own to fix.
+pub fn share_lock_file(_lock: &File, _target: &Metadata) {}
+
+/// Opens an existing file for locking, read-only.
+pub fn open_for_lock(path: &Path) -> io::Result<File> {
+    File::open(path)
 }

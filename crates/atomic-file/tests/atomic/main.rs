@@ -6,6 +6,7 @@
 //! outcomes. The `child_*` tests do nothing unless `ATOMIC_FILE_CHILD` is set, so running the
 //! ignored tests by hand is harmless.
 
+mod adversarial;
 mod crash;
 mod multiprocess;
 mod props;
