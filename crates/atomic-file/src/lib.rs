@@ -43,7 +43,7 @@
 //! # Durability
 //!
 //! With [`Durability::Full`] (the default) a write is acknowledged only after, in this order:
-//! `fdatasync` of the temp file (its data and size reach the disk), `rename`, and `fsync` of the
+//! `fsync` of the temp file (its data, size and copied mode reach the disk), `rename`, and `fsync` of the
 //! directory (the new directory entry reaches the disk). A power cut before the directory
 //! `fsync` leaves the old or the new file, both complete. [`Durability::NoSync`] skips both
 //! syncs: still atomic against a crashing *process*, not against a crashing *machine* — for
@@ -93,7 +93,7 @@ use replace::Target;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// `fdatasync` the temp file before the rename and `fsync` the directory after it. Once the
+    /// `fsync` the temp file before the rename and the directory after it. Once the
     /// call returns, the new contents survive a power cut.
     #[default]
     Full,

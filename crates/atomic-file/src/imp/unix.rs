@@ -108,7 +108,7 @@ fn process_start(pid: u32) -> Option<SystemTime> {
         .trim()
         .parse()
         .ok()?;
-    let hz = u64::from(rustix::param::clock_ticks_per_second()).max(1);
+    let hz = rustix::param::clock_ticks_per_second().max(1);
     Some(UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
 }
 
