@@ -1,0 +1,194 @@
+//! The lease record as stored on disk, and small time helpers.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Exclusive (writers) or shared (read-only reviewers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Conflicts with every overlapping lease.
+    Exclusive,
+    /// Conflicts only with overlapping exclusive leases.
+    Shared,
+}
+
+impl Mode {
+    /// Whether two leases in these modes conflict when their paths overlap.
+    pub fn conflicts_with(self, other: Mode) -> bool {
+        self == Mode::Exclusive || other == Mode::Exclusive
+    }
+}
+
+/// Facts about the holder's process, used to prove that a holder on this host is dead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HolderFacts {
+    /// Host name of the holder's machine.
+    pub host: String,
+    /// Linux boot id (`/proc/sys/kernel/random/boot_id`), if known.
+    pub boot_id: Option<String>,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// Start time of that process in clock ticks since boot (`/proc/<pid>/stat` field 22), if
+    /// known. Tells a reused pid from the holder.
+    pub start_time: Option<u64>,
+    /// The pid namespace (`/proc/self/ns/pid` link text), if known: pids are only compared
+    /// within one namespace.
+    pub pid_ns: Option<String>,
+}
+
+/// A note, stored in the new lease, that it took over a dead lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TakeOver {
+    /// The dead lease's id.
+    pub id: String,
+    /// The dead lease's holder.
+    pub holder: String,
+    /// The dead lease's fencing token.
+    pub token: u64,
+    /// Why it was judged dead.
+    pub reason: String,
+}
+
+impl fmt::Display for TakeOver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "took over lease {} (token {}) of holder {:?}: {}",
+            self.id, self.token, self.holder, self.reason
+        )
+    }
+}
+
+/// A granted lease, exactly as stored in its JSON file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Unique id within the root: `<token>-<holder slug>`; also the file stem.
+    pub id: String,
+    /// Fencing token: strictly increases with every grant in this root.
+    pub token: u64,
+    /// Who holds the lease (an agent name).
+    pub holder: String,
+    /// Exclusive or shared.
+    pub mode: Mode,
+    /// Claimed files, normalized, relative to the root.
+    pub files: Vec<String>,
+    /// Claimed directory prefixes, normalized, relative to the root.
+    pub dirs: Vec<String>,
+    /// Free-form description of the work.
+    #[serde(default)]
+    pub task: String,
+    /// When the lease was granted.
+    #[serde(with = "unix_ms")]
+    pub acquired_at: SystemTime,
+    /// When it was last renewed (equal to `acquired_at` until then).
+    #[serde(with = "unix_ms")]
+    pub renewed_at: SystemTime,
+    /// When it expires unless renewed: `renewed_at + ttl`.
+    #[serde(with = "unix_ms")]
+    pub expires_at: SystemTime,
+    /// The holder's time to live; every reader judges expiry with this, not its own.
+    #[serde(with = "duration_ms")]
+    pub ttl: Duration,
+    /// Facts that let a process on the same host prove the holder dead.
+    pub facts: HolderFacts,
+    /// Dead leases this grant took over.
+    #[serde(default)]
+    pub took_over: Vec<TakeOver>,
+}
+
+impl Lease {
+    /// Whether this lease's paths overlap `other`'s (modes ignored).
+    pub fn overlaps(&self, other: &Lease) -> bool {
+        super::path::scopes_overlap(&self.files, &self.dirs, &other.files, &other.dirs)
+    }
+
+    /// Whether this lease and `other` conflict: overlapping paths and at least one exclusive.
+    pub fn conflicts_with(&self, other: &Lease) -> bool {
+        self.mode.conflicts_with(other.mode) && self.overlaps(other)
+    }
+}
+
+/// Truncates a time to whole milliseconds since the epoch, the stored precision.
+pub(crate) fn trunc_ms(t: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(to_ms(t))
+}
+
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `SystemTime` as integer milliseconds since the Unix epoch.
+mod unix_ms {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(to_ms(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let ms = u64::deserialize(d)?;
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(|| serde::de::Error::custom("time out of range"))
+    }
+}
+
+/// `Duration` as integer milliseconds.
+mod duration_ms {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds, e.g. `2026-01-17T15:30:00.000Z`.
+pub(crate) fn fmt_time(t: SystemTime) -> String {
+    let ms = to_ms(t);
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(fmt_time(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_768_663_800_123);
+        assert_eq!(fmt_time(t), "2026-01-17T15:30:00.123Z");
+    }
+}
