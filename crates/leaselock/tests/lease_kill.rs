@@ -125,3 +125,57 @@ fn without_liveness_a_killed_holder_keeps_its_lease_until_expiry() -> Result {
     );
     Ok(())
 }
+
+/// Bindings: a lease tied to another process dies with that process (pid reuse is told apart
+/// by start time); a TTL-only lease outlives the process that took it.
+#[test]
+fn bound_leases_die_with_their_process_and_ttl_only_leases_do_not() -> Result {
+    use leaselock::lease::Binding;
+    let root = tempfile::tempdir()?;
+    let leases = Leases::open(root.path())?;
+    let mut agent = Command::new("sleep").arg("600").spawn()?;
+    let bound = leases.acquire(
+        &LeaseRequest::exclusive("agent")
+            .file("a")
+            .bind(Binding::Process(agent.id())),
+    )?;
+    assert_eq!(bound.lease.facts.pid, agent.id());
+    let ttl_only = leases.acquire(
+        &LeaseRequest::exclusive("cli")
+            .file("b")
+            .bind(Binding::TtlOnly),
+    )?;
+    // Both hold while the agent lives.
+    for path in ["a", "b"] {
+        let err = leases
+            .acquire(&LeaseRequest::exclusive("other").file(path))
+            .expect_err("held");
+        assert!(err.is_conflict(), "{err}");
+    }
+    agent.kill()?;
+    agent.wait()?;
+    let taken = leases.acquire(&LeaseRequest::exclusive("other").file("a"))?;
+    assert_eq!(
+        taken.took_over.len(),
+        1,
+        "the dead agent's lease is taken over"
+    );
+    let err = leases
+        .acquire(&LeaseRequest::exclusive("other").file("b"))
+        .expect_err("a TTL-only lease lives until it expires");
+    assert!(err.is_conflict());
+    // Renewing keeps the binding (a short-lived renewer does not tie the lease to itself).
+    let renewed = leases.renew_for(&ttl_only.lease, Duration::from_secs(120))?;
+    assert_eq!(renewed.facts, ttl_only.lease.facts);
+    assert_eq!(renewed.ttl, Duration::from_secs(120));
+    // No such process: refused with a clear error.
+    let err = leases
+        .acquire(
+            &LeaseRequest::exclusive("x")
+                .file("c")
+                .bind(Binding::Process(4_194_999)),
+        )
+        .expect_err("no such pid");
+    assert!(err.to_string().contains("4194999"), "{err}");
+    Ok(())
+}

@@ -23,6 +23,30 @@ pub(crate) fn current_facts() -> HolderFacts {
     }
 }
 
+/// The facts of process `pid` on this host (`me` gives host, boot and namespace), or `None` if
+/// no such process runs.
+pub(crate) fn facts_of(pid: u32, me: &HolderFacts) -> Option<HolderFacts> {
+    let stat = proc_stat(pid)?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
+    Some(HolderFacts {
+        pid,
+        start_time: Some(stat.start_time),
+        ..me.clone()
+    })
+}
+
+/// Facts that never prove death: no boot id, so only expiry ends the lease.
+pub(crate) fn ttl_only(me: &HolderFacts) -> HolderFacts {
+    HolderFacts {
+        boot_id: None,
+        pid: 0,
+        start_time: None,
+        ..me.clone()
+    }
+}
+
 fn host_name() -> String {
     read_trimmed("/proc/sys/kernel/hostname")
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))

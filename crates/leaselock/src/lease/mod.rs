@@ -207,6 +207,22 @@ impl LeaseOptions {
     }
 }
 
+/// Which process a lease's life is tied to, besides its time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Binding {
+    /// The process taking the lease (the default): once it is provably dead on this host, so
+    /// is the lease.
+    #[default]
+    ThisProcess,
+    /// Another, longer-lived process on this host (an agent, a shell), by pid: its start time
+    /// is recorded, so a reused pid does not keep the lease alive.
+    Process(u32),
+    /// No process: the lease lives until it expires (or is released). For short-lived callers
+    /// such as a command-line tool.
+    TtlOnly,
+}
+
 /// What to acquire: built with [`LeaseRequest::exclusive`] or [`LeaseRequest::shared`].
 #[derive(Debug, Clone)]
 pub struct LeaseRequest {
@@ -217,6 +233,7 @@ pub struct LeaseRequest {
     task: String,
     ttl: Duration,
     wait: Option<Duration>,
+    binding: Binding,
 }
 
 impl LeaseRequest {
@@ -232,7 +249,14 @@ impl LeaseRequest {
             task: String::new(),
             ttl: Self::DEFAULT_TTL,
             wait: None,
+            binding: Binding::ThisProcess,
         }
+    }
+
+    /// Ties the lease's life to a process (default: the one taking it); see [`Binding`].
+    pub fn bind(mut self, binding: Binding) -> Self {
+        self.binding = binding;
+        self
     }
 
     /// An exclusive (writer's) request by `holder`.
@@ -370,6 +394,22 @@ impl Leases {
         &self.me
     }
 
+    /// The liveness facts a grant with `binding` records.
+    fn facts_for(&self, binding: Binding) -> Result<HolderFacts, LeaseError> {
+        match binding {
+            Binding::ThisProcess => Ok(self.me.clone()),
+            Binding::Process(pid) => liveness::facts_of(pid, &self.me).ok_or_else(|| {
+                LeaseError::new(LeaseErrorKind::InvalidRequest {
+                    reason: format!(
+                        "no process {pid} is running on this host to tie the lease to; give \
+                         the pid of the agent or shell that does the work"
+                    ),
+                })
+            }),
+            Binding::TtlOnly => Ok(liveness::ttl_only(&self.me)),
+        }
+    }
+
     fn normalize(&self, path: &str) -> Result<String, LeaseError> {
         normalize_path(&self.root, path).or_else(|e| {
             if Path::new(path).is_absolute() {
@@ -452,8 +492,9 @@ impl Leases {
         let start = Instant::now();
         let mut backoff = Duration::from_millis(2);
         loop {
+            let facts = self.facts_for(req.binding)?;
             let result =
-                self.locked(|store, ctx| protocol::grant(store, &request, self.me.clone(), ctx));
+                self.locked(|store, ctx| protocol::grant(store, &request, facts.clone(), ctx));
             match (result, req.wait) {
                 (Err(e), Some(wait)) if e.is_conflict() && start.elapsed() < wait => {
                     let left = wait.saturating_sub(start.elapsed());
@@ -467,11 +508,21 @@ impl Leases {
     }
 
     /// Extends `lease` by its TTL from now. Only the holder's current grant (same holder name
-    /// and token) can be renewed; the returned lease has the new `expires_at` and the renewing
-    /// process's liveness facts. A lease past its `expires_at` can still be renewed while its
+    /// and token) can be renewed; the returned lease has the new `expires_at` and keeps the
+    /// liveness binding it was granted with (see [`Binding`]). A lease past its `expires_at` can still be renewed while its
     /// file exists (nobody took it over, so nothing conflicting was granted).
     pub fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.locked(|store, ctx| protocol::renew(store, lease, self.me.clone(), ctx))
+        self.locked(|store, ctx| protocol::renew(store, lease, None, ctx))
+    }
+
+    /// Like [`Leases::renew`], with a new time to live that the lease keeps from now on.
+    pub fn renew_for(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
+        if ttl.is_zero() {
+            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: "the time to live is zero".to_owned(),
+            }));
+        }
+        self.locked(|store, ctx| protocol::renew(store, lease, Some(ttl), ctx))
     }
 
     /// Releases `lease`; it must still be its holder's grant (same holder and token), else

@@ -266,20 +266,23 @@ fn current<S: LeaseStore>(
     }
 }
 
-/// Extends the lease by its TTL from now; only its holder (same holder name and token) may.
+/// Extends the lease by its TTL (or `ttl`, which becomes its new TTL) from now; only its holder
+/// (same holder name and token) may. The lease keeps the liveness binding it was granted with.
 ///
 /// A lease whose time has passed can still be renewed as long as its file exists: nobody has
 /// taken it over, so no conflicting grant exists.
 pub(crate) fn renew<S: LeaseStore>(
     store: &mut S,
     lease: &Lease,
-    facts: HolderFacts,
+    ttl: Option<Duration>,
     ctx: &Ctx<'_>,
 ) -> Result<Lease, LeaseError> {
     let mut stored = current(store, &lease.id, &lease.holder, Some(lease.token))?;
+    if let Some(ttl) = ttl {
+        stored.ttl = ttl;
+    }
     stored.renewed_at = ctx.now;
     stored.expires_at = ctx.now + stored.ttl;
-    stored.facts = facts;
     store.put(&stored)?;
     Ok(stored)
 }

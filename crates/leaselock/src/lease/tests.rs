@@ -87,7 +87,7 @@ fn expired_lease_is_taken_over_only_after_the_margin() -> Result<(), super::Leas
     assert_eq!(g.lease.took_over, g.took_over);
     assert!(!s.entries.contains_key(&old.id));
     // The old holder's lease is gone: renew, verify and release say so.
-    let err = protocol::renew(&mut s, &old, facts(), &ctx(12)).expect_err("gone");
+    let err = protocol::renew(&mut s, &old, None, &ctx(12)).expect_err("gone");
     assert!(matches!(err.kind(), LeaseErrorKind::NotFound { .. }));
     Ok(())
 }
@@ -140,7 +140,7 @@ fn corrupt_entries_block_everything_until_forced_out() -> Result<(), super::Leas
 fn renew_release_verify_check_the_holder() -> Result<(), super::LeaseError> {
     let mut s = MemStore::default();
     let a = grant(&mut s, &req("a", Mode::Exclusive, &["f"], &[]), 0)?;
-    let renewed = protocol::renew(&mut s, &a, facts(), &ctx(5))?;
+    let renewed = protocol::renew(&mut s, &a, None, &ctx(5))?;
     assert_eq!(renewed.expires_at, at(15));
     assert_eq!(renewed.token, a.token);
     assert!(protocol::verify(&mut s, &renewed, at(14)).is_ok());
