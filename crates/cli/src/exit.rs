@@ -92,6 +92,21 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Code {
             _ => Code::Invalid,
         };
     }
+    if let Some(e) = err.downcast_ref::<gapreg::Error>() {
+        use gapreg::ErrorKind as K;
+        return match e.kind() {
+            K::NoRegistry { .. } | K::NotFound { .. } => Code::NotFound,
+            K::AlreadyExists { .. } | K::Conflict { .. } => Code::Conflict,
+            K::Invalid { .. } | K::BatchInvalid { .. } | K::Cycle { .. } => Code::Invalid,
+            K::Corrupt { .. } => Code::Corrupt,
+            K::Timeout(_) => Code::Busy,
+            K::Lock(m) => mutex_code(m),
+            K::Ids(inner) => classify(inner),
+            K::File(f) => file_code(f),
+            K::Io { source, .. } => io_code(source),
+            _ => Code::Failure,
+        };
+    }
     if let Some(e) = err.downcast_ref::<leaselock::lease::LeaseError>() {
         return lease_code(e);
     }

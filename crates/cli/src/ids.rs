@@ -47,11 +47,7 @@ pub enum IdsCommand {
 }
 
 fn store(global: &Global) -> Result<Store> {
-    let mut store = Store::open(global.registry_dir()?.join("ids"))?;
-    if let Some(wait) = global.wait() {
-        store = store.with_lock_timeout(wait);
-    }
-    Ok(store)
+    Ok(crate::gaps::registry(global)?.id_store().clone())
 }
 
 /// Runs one `gapreg ids` command.

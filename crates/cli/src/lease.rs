@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use leaselock::lease::{Lease, LeaseOptions, LeaseRequest, Leases, Released};
+use leaselock::lease::{Binding, Lease, LeaseOptions, LeaseRequest, Leases, Released};
 use serde_json::json;
 
 use crate::output::{Output, table};
@@ -32,6 +32,10 @@ pub enum LeaseCommand {
         /// What the holder is doing.
         #[arg(long, default_value = "")]
         task: String,
+        /// Also end the lease when this process (an agent, a shell) on this host is gone.
+        /// Without it the lease lives by its TTL: `gapreg` itself exits at once.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Extend a lease by its TTL (or a new one) from now.
     Renew {
@@ -40,6 +44,9 @@ pub enum LeaseCommand {
         /// Its holder.
         #[arg(long)]
         holder: String,
+        /// A new time to live, kept from now on.
+        #[arg(long, value_parser = duration::parse)]
+        ttl: Option<Duration>,
     },
     /// Release a lease.
     Release {
@@ -63,22 +70,11 @@ pub enum LeaseCommand {
 }
 
 fn leases(global: &Global) -> Result<Leases> {
-    let registry = global.registry_dir()?;
-    let root = registry
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(std::path::Path::new("."));
-    let mut opts = LeaseOptions::new().leases_dir(registry.join("leases"));
+    let mut opts = LeaseOptions::new();
     if let Some(wait) = global.wait() {
         opts = opts.lock_timeout(wait);
     }
-    Ok(Leases::open_with(root, opts)?)
+    Ok(crate::gaps::registry(global)?.leases(opts)?)
 }
 
 /// Seconds since the Unix epoch, for JSON.
@@ -113,13 +109,20 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             shared,
             ttl,
             task,
+            pid,
         } => {
             let mut req = if shared {
                 LeaseRequest::shared(&holder)
             } else {
                 LeaseRequest::exclusive(&holder)
             };
-            req = req.files(files).dirs(dirs).task(task).ttl(ttl);
+            let binding = pid.map_or(Binding::TtlOnly, Binding::Process);
+            req = req
+                .files(files)
+                .dirs(dirs)
+                .task(task)
+                .ttl(ttl)
+                .bind(binding);
             if let Some(wait) = global.wait() {
                 req = req.wait(wait);
             }
@@ -138,7 +141,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 writeln!(w, "{}", grant.lease.id)
             })?;
         }
-        LeaseCommand::Renew { id, holder } => {
+        LeaseCommand::Renew { id, holder, ttl } => {
             let listing = leases.list()?;
             let lease = listing
                 .leases
@@ -150,7 +153,10 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                         "no lease {id:?} held by {holder:?}: see `gapreg lease list`"
                     ))
                 })?;
-            let lease = leases.renew(&lease)?;
+            let lease = match ttl {
+                Some(ttl) => leases.renew_for(&lease, ttl)?,
+                None => leases.renew(&lease)?,
+            };
             out.show(&lease_json(&lease), |w| {
                 writeln!(w, "renewed {} until {}", lease.id, secs(lease.expires_at))
             })?;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+mod agents;
 mod demo;
 mod duration;
 mod exit;
+mod gaps;
 mod ids;
 mod lease;
 mod output;
@@ -36,7 +38,7 @@ pub struct Global {
     /// The registry directory (`.gapreg`). Default: `$GAPREG_DIR`, else the nearest `.gapreg/`
     /// in the current directory or a parent.
     #[arg(long, global = true, value_name = "DIR")]
-    registry: Option<PathBuf>,
+    pub registry: Option<PathBuf>,
     /// Print one JSON document on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -50,6 +52,76 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a registry, DIR/.gapreg (default: the current directory).
+    Init {
+        /// The repository directory.
+        dir: Option<PathBuf>,
+    },
+    /// Create, list and show loops (scoped pieces of work, also called epics).
+    #[command(subcommand)]
+    Loop(gaps::LoopCommand),
+    /// File a gap (prints its id), or a batch of gaps with --batch (all or nothing).
+    File(gaps::FileArgs),
+    /// Print the next gap id for PREFIX without reserving it.
+    NextId {
+        /// The prefix, e.g. OP for GAP-OP-<N>.
+        prefix: String,
+    },
+    /// Show one gap.
+    Show {
+        /// The gap id.
+        id: String,
+    },
+    /// List gaps in registry order.
+    List(gaps::ListArgs),
+    /// List the gaps an idle agent can take now, most severe first.
+    Ready,
+    /// Claim a gap for an agent (exactly one of many concurrent claimers wins).
+    Claim {
+        /// The gap id.
+        id: String,
+        /// The agent, e.g. CC-3.
+        #[arg(long)]
+        agent: String,
+        /// Let the claim lapse after this long unless renewed by claiming again.
+        #[arg(long, value_parser = gaps::ttl)]
+        ttl: Option<Duration>,
+    },
+    /// Release an agent's claim.
+    Unclaim {
+        /// The gap id.
+        id: String,
+        /// The agent holding the claim.
+        #[arg(long)]
+        agent: String,
+    },
+    /// Set a gap's status (open, needs-plan, ready, in-progress, blocked, complete, out-of-scope).
+    Status {
+        /// The gap id.
+        id: String,
+        /// The new status.
+        status: String,
+        /// Only if the gap is still at this revision (what you last read).
+        #[arg(long)]
+        rev: Option<u64>,
+    },
+    /// Add or remove a dependency.
+    #[command(subcommand)]
+    Dep(gaps::DepCommand),
+    /// Counts by status, severity and loop.
+    Summary,
+    /// Render the registry as a markdown overview.
+    Render {
+        /// Write it (atomically) to FILE instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check the registry; with --repair, fix what is safe to fix. Exits 6 if unhealthy.
+    Doctor {
+        /// Remove leftovers, rebuild the index, raise counters.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Reserve, inspect and check IDs like SEC-20 or GAP-OP-1091.
     #[command(subcommand)]
     Ids(ids::IdsCommand),
@@ -74,6 +146,16 @@ enum Command {
         /// The directory to clean.
         dir: PathBuf,
     },
+    /// The main job: N agent processes share a fresh registry; prints the overview and a
+    /// verification of the run.
+    Demo {
+        /// Number of concurrent agent processes.
+        #[arg(long, default_value_t = 8)]
+        agents: u32,
+    },
+    /// An agent process of `demo` (internal).
+    #[command(hide = true)]
+    DemoAgent { name: String, repo: PathBuf },
     /// Demonstrate the file layer: concurrent processes, a killed writer, a damaged file.
     DemoWrite {
         /// Number of concurrent worker processes.
@@ -127,6 +209,20 @@ fn main() -> ExitCode {
 
 fn run(global: &Global, out: Output, command: Command) -> Result {
     match command {
+        Command::Init { dir } => gaps::init(out, dir),
+        Command::Loop(cmd) => gaps::loops(global, out, cmd),
+        Command::File(args) => gaps::file(global, out, args),
+        Command::NextId { prefix } => gaps::next_id(global, out, &prefix),
+        Command::Show { id } => gaps::show(global, out, &id),
+        Command::List(args) => gaps::list(global, out, args),
+        Command::Ready => gaps::ready(global, out),
+        Command::Claim { id, agent, ttl } => gaps::claim(global, out, &id, &agent, ttl),
+        Command::Unclaim { id, agent } => gaps::unclaim(global, out, &id, &agent),
+        Command::Status { id, status, rev } => gaps::status(global, out, &id, &status, rev),
+        Command::Dep(cmd) => gaps::dep(global, out, cmd),
+        Command::Summary => gaps::summary(global, out),
+        Command::Render { out: file } => gaps::render(global, out, file),
+        Command::Doctor { repair } => gaps::doctor(global, out, repair),
         Command::Ids(cmd) => ids::run(global, out, cmd),
         Command::Lease(cmd) => lease::run(global, out, cmd),
         Command::Write { file, checksum } => {
@@ -160,6 +256,8 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
                 Ok(())
             })?)
         }
+        Command::Demo { agents } => agents::run(agents),
+        Command::DemoAgent { name, repo } => agents::agent(&name, &repo),
         Command::DemoWrite { workers, updates } => demo::run(workers, updates),
         Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count),
         Command::Completions { shell } => {
@@ -177,28 +275,6 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
 }
 
 impl Global {
-    /// The registry directory: `--registry`, else `$GAPREG_DIR`, else the nearest `.gapreg`
-    /// in the current directory or a parent.
-    pub fn registry_dir(&self) -> Result<PathBuf> {
-        if let Some(dir) = &self.registry {
-            return Ok(dir.clone());
-        }
-        if let Some(dir) = std::env::var_os("GAPREG_DIR") {
-            return Ok(dir.into());
-        }
-        let cwd = std::env::current_dir()?;
-        cwd.ancestors()
-            .map(|dir| dir.join(".gapreg"))
-            .find(|dir| dir.is_dir())
-            .ok_or_else(|| {
-                exit::not_found(format!(
-                    "no gapreg registry in {} or any parent directory: create one with \
-                     `gapreg init`, or name one with --registry DIR or GAPREG_DIR",
-                    cwd.display()
-                ))
-            })
-    }
-
     /// The lock wait given with `--wait`.
     pub fn wait(&self) -> Option<Duration> {
         self.wait

@@ -1,6 +1,6 @@
 //! Writing results: JSON documents or concise human text on stdout, messages on stderr.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use serde::Serialize;
 
@@ -47,6 +47,15 @@ pub fn ignore_closed_pipe(result: io::Result<()>) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// Whether stderr may show colour and progress: a terminal, not CI, `TERM` not dumb, no
+/// `NO_COLOR`.
+pub fn fancy_stderr() -> bool {
+    io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var_os("CI").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 /// Renders rows as a left-aligned text table with a header.

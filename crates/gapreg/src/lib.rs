@@ -1,8 +1,133 @@
-//! The gap registry: gaps, loops, statuses, claims, dependencies and ready work, shared by many
-//! concurrent writers without loss.
+//! The gap registry: gaps, loops, statuses, claims, dependencies and ready work, shared by any
+//! number of concurrent writers — agents, scripts, people — without loss or duplication.
 //!
-//! **Status:** this crate is a placeholder in the workspace; its contents land with the
-//! `gapreg` issue. It builds on [`idreserve`], [`leaselock`] and [`atomic_file`].
+//! A **gap** is something missing in a repository (`GAP-OP-1091`: title, type, severity,
+//! status, parent loop, dependencies, claimant, plan, tags). A **loop** (an epic) is a markdown
+//! scope document with YAML front matter; loops can block other loops. A [`Registry`] files
+//! gaps one at a time or in all-or-nothing batches, lists and filters them in registry order,
+//! hands out claims with compare-and-swap semantics, checks status transitions and dependency
+//! cycles, answers "what can I work on now" ([`Registry::ready`]) and "why not"
+//! ([`Registry::blockers`]), counts ([`Registry::summary`]), renders a markdown overview
+//! ([`Registry::render`]) and checks and repairs itself ([`Registry::doctor`]).
+//!
+//! ```
+//! use gapreg::{Config, Filter, GapSpec, LoopSpec, Registry, Severity, Status};
+//!
+//! let repo = tempfile::tempdir()?;
+//! let reg = Registry::init(repo.path(), Config::default())?;
+//! reg.new_loop(LoopSpec { id: "LOOP-GAPS".into(), objective: "Batch filing".into(), ..LoopSpec::default() })?;
+//! let batch = reg.file_batch(vec![
+//!     GapSpec::new("Lock contention stops every call", Severity::High).parent_loop("LOOP-GAPS"),
+//!     GapSpec::new("No --parent-loop flag", Severity::High).parent_loop("LOOP-GAPS").depends_on("@0"),
+//! ])?;
+//! assert_eq!(batch[0].id, "GAP-OP-1");
+//! assert_eq!(batch[1].depends_on, ["GAP-OP-1"]);
+//!
+//! // Only GAP-OP-1 is ready: GAP-OP-2 waits for it.
+//! let ready: Vec<_> = reg.ready()?.into_iter().map(|g| g.id).collect();
+//! assert_eq!(ready, ["GAP-OP-1"]);
+//!
+//! // 64 agents may race for it; exactly one wins, the others get a Conflict naming the winner.
+//! reg.claim("GAP-OP-1", "CC-3", None)?;
+//! let err = reg.claim("GAP-OP-1", "CC-7", None).unwrap_err();
+//! assert!(err.to_string().contains("claimed by CC-3"));
+//!
+//! // A dependency that would close a cycle is refused, with the cycle spelled out.
+//! let err = reg.add_dependency("GAP-OP-1", "GAP-OP-2").unwrap_err();
+//! assert!(err.to_string().contains("GAP-OP-1 -> GAP-OP-2 -> GAP-OP-1"));
+//!
+//! let open = reg.list(&Filter { status: Some(Status::Open), ..Filter::default() })?;
+//! assert_eq!(open.len(), 1);
+//! assert!(reg.doctor(false)?.healthy());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! A registry is a directory, `.gapreg/` at the top of a repository by default:
+//!
+//! | path | what | in git |
+//! |------|------|--------|
+//! | `config.yaml` | [`Config`]: loops directory, lock timeout, default prefix | yes |
+//! | `gaps/<ID>.yaml` | one YAML file per gap ([`Gap`]), written through `atomic_file` | yes |
+//! | `<loops_dir>/<LOOP-ID>.md` | loops: markdown with YAML front matter ([`loops`]); default `loops/`, configurable (`../loop-scopes`) so an existing folder works as it is | yes |
+//! | `ids/` | an [`idreserve::Store`]: gap ids use the prefix `GAP-<PREFIX>` (`GAP-OP-1091`), registry order the prefix `SEQ` | `counters.log`, `config.yaml` |
+//! | `index.log` | derived cache of gap summaries for listing ([`index`]) | no |
+//! | `registry.lock` (+ `registry.lock.queue/`) | the [`leaselock`] mutex every mutation holds | no |
+//! | `staging/`, `batch.pending` | a batch's files before and while it is committed (see below) | no |
+//! | `.gitignore` | lists the derived and per-machine files above | yes |
+//!
+//! [`Registry::list`] and [`Registry::ready`] return [`GapSummary`] values from the index (all
+//! fields but the description, plan and creation/update times); [`Registry::show`] reads a
+//! whole [`Gap`].
+//!
+//! Every mutation is: take `registry.lock` (waiting first-come-first-served up to
+//! `lock_timeout_secs`, default 120 s, then [`ErrorKind::Timeout`] naming the holder), check
+//! the index is current, read the gap file, change it, write it atomically and durably, append
+//! one index line, unlock. Filing reserves the id and the registry position (`SEQ`) in the id
+//! store (each one durable append), stats the parent loop and dependencies, writes one gap file
+//! and appends index lines: its cost does not depend on how many gaps exist. Listing, `ready`,
+//! `summary` and `render` read `index.log` only (plus the loop files).
+//!
+//! **Lock order:** `registry.lock`, then the id store's `counters.lock` (inside
+//! [`idreserve::Store::reserve`]). Nothing takes them the other way round.
+//!
+//! # Crashes
+//!
+//! A writer killed at any moment leaves every gap file complete (old or new contents; temp
+//! files are removed by `doctor --repair`), and the gap it was filing is either fully there or
+//! not there. A batch is all or nothing too: its files are written to `staging/`, the
+//! manifest `batch.pending` (written atomically) commits them, and only then are they renamed
+//! into `gaps/`; the next writer (or `doctor --repair`) finishes a committed batch whose
+//! writer died, and staged files without a manifest are never filed. An id reserved for a gap that never got written is skipped, which is fine. The
+//! index may miss the last change or end in a torn line; the next reader or writer notices
+//! (see [`index`]) and rebuilds it under the lock.
+//!
+//! # Git and merges
+//!
+//! Gap files are one per gap, so two branches that filed *different* gaps merge without
+//! textual conflicts in `gaps/`. Two things need care:
+//!
+//! - **`ids/counters.log` conflicts** when both branches reserved ids. Resolve it by keeping
+//!   *both* sides' lines (delete the conflict markers, keep every line), then run
+//!   `gapreg doctor --repair`: each line is a checksummed "counter is now N" record and the
+//!   last one per prefix wins, so after concatenation a counter may read lower than the other
+//!   side's; `doctor --repair` raises every counter to the highest id (and `SEQ` to the highest
+//!   position) present in `gaps/`.
+//! - **The same id filed on both branches**: ids come from a counter in the working copy, so
+//!   two branches that each filed from counter N both created `GAP-OP-<N+1>` — an add/add
+//!   conflict in `gaps/`. Keep one file, re-file the other gap (it gets a new id) and fix
+//!   references; `doctor` reports duplicate ids and dangling references. Agents that share one
+//!   checkout (the common case) never hit this; long-lived branches that file gaps should use
+//!   their own prefix (`GapSpec::prefix`).
+//!
+//! After a merge, a checkout or hand edits, the index notices that `gaps/` changed and rebuilds
+//! itself; `doctor --repair` does it explicitly.
+//!
+//! # Fuzzing
+//!
+//! The file parsers are pure functions over bytes or text that never panic:
+//! [`parse_gap_yaml`], [`parse_loop`] and [`parse_index_line`].
 #![deny(missing_docs)]
 
+mod doctor;
+mod error;
+mod graph;
+pub mod index;
+pub mod loops;
+mod model;
+mod registry;
+pub mod render;
+mod time;
+
+pub use doctor::{DoctorReport, Finding, FindingKind};
+pub use error::{ConflictDetail, Error, ErrorKind, Result};
+pub use index::{IndexLine, parse_index_line};
+pub use loops::{Loop, LoopSpec, parse_loop};
+pub use model::{
+    Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, LoopCount, Severity, Status, Summary,
+    gap_to_yaml, parse_gap_yaml,
+};
+pub use registry::{Config, REGISTRY_DIR, Registry, SEQ_PREFIX, gap_prefix};
+pub use time::Timestamp;
 pub use {atomic_file, idreserve, leaselock};

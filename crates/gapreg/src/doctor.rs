@@ -1,0 +1,447 @@
+//! [`Registry::doctor`]: consistency checks and safe repairs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::index;
+use crate::registry::{GAPS, IDS, INDEX, PENDING, Registry, SEQ_PREFIX, STAGING};
+
+/// What kind of problem a [`Finding`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// A gap file, loop file or the id counter log cannot be parsed. Not repaired.
+    Corrupt,
+    /// A gap file's name differs from the id inside it. Not repaired.
+    IdMismatch,
+    /// Two gap files hold the same id (`GAP-OP-7` and `GAP-OP-007`), or two loop files the
+    /// same loop id. Not repaired.
+    DuplicateId,
+    /// A parent loop or dependency names nothing that exists. Not repaired.
+    DanglingReference,
+    /// A dependency cycle among gaps and loops. Not repaired.
+    Cycle,
+    /// A gap id (or registry position) above its prefix's counter: the counter would hand it
+    /// out again. Repaired by raising the counter.
+    IdAboveCounter,
+    /// A temp file left by a writer that died mid-write. Repaired by removing it.
+    TempFile,
+    /// `index.log` disagrees with the gap files. Repaired by rebuilding it.
+    StaleIndex,
+    /// A batch writer died mid-way: a committed batch not yet moved into `gaps/` (repaired by
+    /// finishing it), or staged files of a batch that never committed (repaired by removing
+    /// them).
+    IncompleteBatch,
+}
+
+/// One problem `doctor` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Finding {
+    /// What kind of problem.
+    pub kind: FindingKind,
+    /// The file or id it is about.
+    pub subject: String,
+    /// What is wrong, and what to do.
+    pub message: String,
+    /// Whether `doctor(true)` repaired it.
+    pub repaired: bool,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}: {}",
+            self.subject,
+            if self.repaired { " (repaired)" } else { "" },
+            self.message
+        )
+    }
+}
+
+/// What [`Registry::doctor`] found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DoctorReport {
+    /// Every problem, in a stable order.
+    pub findings: Vec<Finding>,
+    /// Gap files read.
+    pub gaps: usize,
+    /// Loop files read.
+    pub loops: usize,
+}
+
+impl DoctorReport {
+    /// True when nothing is wrong, or everything wrong was repaired.
+    pub fn healthy(&self) -> bool {
+        self.findings.iter().all(|f| f.repaired)
+    }
+
+    fn add(&mut self, kind: FindingKind, subject: impl Into<String>, message: impl Into<String>) {
+        self.findings.push(Finding {
+            kind,
+            subject: subject.into(),
+            message: message.into(),
+            repaired: false,
+        });
+    }
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".atomic-tmp") {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Registry {
+    /// Checks the registry under its lock: corrupt or unparseable files, file names that
+    /// differ from their ids, duplicate ids, dangling references, cycles, ids above their
+    /// counter, leftover temp files and a stale index. With `repair`, fixes what is safe:
+    /// removes dead writers' temp files, raises counters to the highest id present and
+    /// rebuilds the index. Everything else is reported for a person to fix.
+    ///
+    /// ```
+    /// let repo = tempfile::tempdir()?;
+    /// let reg = gapreg::Registry::init(repo.path(), gapreg::Config::default())?;
+    /// std::fs::write(reg.dir().join("index.log"), "garbage\n")?;
+    /// assert!(!reg.doctor(false)?.healthy());
+    /// assert!(reg.doctor(true)?.healthy());
+    /// assert!(reg.doctor(false)?.findings.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn doctor(&self, repair: bool) -> Result<DoctorReport> {
+        let _guard = self.lock()?;
+        let mut report = DoctorReport::default();
+
+        // Batches cut short by a dead writer.
+        let pending = self.dir().join(PENDING);
+        if pending.exists() {
+            let repaired = repair && self.finish_batch().is_ok();
+            report.findings.push(Finding {
+                kind: FindingKind::IncompleteBatch,
+                subject: pending.display().to_string(),
+                message: "a committed batch was not moved into gaps/ completely; \
+                          `gapreg doctor --repair` (or any change) finishes it"
+                    .into(),
+                repaired,
+            });
+        }
+        let staging = self.dir().join(STAGING);
+        if !self.dir().join(PENDING).exists() {
+            if repair {
+                for p in self.clear_staging()? {
+                    report.findings.push(Finding {
+                        kind: FindingKind::IncompleteBatch,
+                        subject: p.display().to_string(),
+                        message: "staged file of a batch that never committed; removed".into(),
+                        repaired: true,
+                    });
+                }
+            } else if let Ok(entries) = fs::read_dir(&staging) {
+                let mut staged: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.path().display().to_string())
+                    .collect();
+                staged.sort();
+                for p in staged {
+                    report.add(
+                        FindingKind::IncompleteBatch,
+                        p,
+                        "staged file of a batch that never committed (its writer died); \
+                         `gapreg doctor --repair` removes it",
+                    );
+                }
+            }
+        }
+
+        // Leftover temp files.
+        let loops_dir = self.loops_dir();
+        for dir in [
+            self.dir().to_path_buf(),
+            self.dir().join(GAPS),
+            self.dir().join(IDS),
+            loops_dir,
+        ] {
+            if repair && dir.is_dir() {
+                let rec = atomic_file::recover(&dir)?;
+                for p in rec.removed {
+                    report.findings.push(Finding {
+                        kind: FindingKind::TempFile,
+                        subject: p.display().to_string(),
+                        message: "temp file of a writer that died mid-write; removed".into(),
+                        repaired: true,
+                    });
+                }
+            } else {
+                for p in temp_files(&dir) {
+                    report.add(
+                        FindingKind::TempFile,
+                        p,
+                        "temp file left by a writer (run `gapreg doctor --repair` to remove it \
+                         once its writer is gone)",
+                    );
+                }
+            }
+        }
+
+        // Gap files.
+        let (gaps, bad) = self.scan_gap_files()?;
+        report.gaps = gaps.len() + bad.len();
+        let mut max_number: BTreeMap<String, u64> = BTreeMap::new();
+        let mut note_max = |name: &str| {
+            if let Ok(id) = name.parse::<idreserve::Id>() {
+                let m = max_number.entry(id.prefix().to_owned()).or_default();
+                *m = (*m).max(id.number());
+            }
+        };
+        for (stem, _) in &gaps {
+            note_max(stem);
+        }
+        for (path, _) in &bad {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                note_max(stem);
+            }
+        }
+        for (path, reason) in bad {
+            report.add(
+                FindingKind::Corrupt,
+                path.display().to_string(),
+                format!("unparseable gap file: {reason}; fix it by hand or restore it from git"),
+            );
+        }
+        let mut by_number: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+        let mut max_seq = 0;
+        for (stem, g) in &gaps {
+            if *stem != g.id {
+                report.add(
+                    FindingKind::IdMismatch,
+                    self.gap_path(stem).display().to_string(),
+                    format!(
+                        "the file is named {stem} but holds {}; rename the file or fix the id",
+                        g.id
+                    ),
+                );
+            }
+            max_seq = max_seq.max(g.seq);
+            match g.id.parse::<idreserve::Id>() {
+                Ok(id) => {
+                    by_number
+                        .entry((id.prefix().to_owned(), id.number()))
+                        .or_default()
+                        .push(stem.clone());
+                    let m = max_number.entry(id.prefix().to_owned()).or_default();
+                    *m = (*m).max(id.number());
+                }
+                Err(e) => report.add(
+                    FindingKind::Corrupt,
+                    self.gap_path(stem).display().to_string(),
+                    format!("invalid id {:?}: {e}", g.id),
+                ),
+            }
+        }
+        for ((prefix, n), files) in &by_number {
+            if files.len() > 1 {
+                report.add(
+                    FindingKind::DuplicateId,
+                    format!("{prefix}-{n}"),
+                    format!(
+                        "the same id is held by {}; give all but one a new id \
+                         (`gapreg next-id`) and update references",
+                        files.join(", ")
+                    ),
+                );
+            }
+        }
+
+        // Loops.
+        let (loops, bad_loops) = self.scan_loop_files()?;
+        report.loops = loops.len() + bad_loops.len();
+        for (path, reason) in bad_loops {
+            report.add(
+                FindingKind::Corrupt,
+                path.display().to_string(),
+                format!("unparseable loop front matter: {reason}"),
+            );
+        }
+        let mut loop_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut loop_files: HashMap<String, Vec<String>> = HashMap::new();
+        for l in &loops {
+            loop_map.insert(l.id.clone(), l.depends_on.clone());
+            loop_files
+                .entry(l.id.clone())
+                .or_default()
+                .push(l.path.display().to_string());
+        }
+        let mut dup_loops: Vec<_> = loop_files
+            .into_iter()
+            .filter(|(_, f)| f.len() > 1)
+            .collect();
+        dup_loops.sort();
+        for (id, files) in dup_loops {
+            report.add(
+                FindingKind::DuplicateId,
+                id,
+                format!(
+                    "the loop id appears in {}; rename one of them",
+                    files.join(", ")
+                ),
+            );
+        }
+
+        // Dangling references.
+        let gap_ids: HashMap<&str, &crate::model::Gap> =
+            gaps.iter().map(|(_, g)| (g.id.as_str(), g)).collect();
+        for (_, g) in &gaps {
+            if let Some(p) = &g.parent_loop {
+                if !loop_map.contains_key(p) {
+                    report.add(
+                        FindingKind::DanglingReference,
+                        g.id.clone(),
+                        format!(
+                            "its parent loop {p} does not exist; create the loop or fix the field"
+                        ),
+                    );
+                }
+            }
+            for d in &g.depends_on {
+                if !gap_ids.contains_key(d.as_str()) && !loop_map.contains_key(d) {
+                    report.add(
+                        FindingKind::DanglingReference,
+                        g.id.clone(),
+                        format!("it depends on {d}, which does not exist; remove the dependency (`gapreg dep rm`)"),
+                    );
+                }
+            }
+        }
+        for l in &loops {
+            for d in &l.depends_on {
+                if !loop_map.contains_key(d) {
+                    report.add(
+                        FindingKind::DanglingReference,
+                        l.id.clone(),
+                        format!("loop depends_on {d}, which is not a loop; fix its front matter"),
+                    );
+                }
+            }
+        }
+
+        // Cycles.
+        let mut graph: BTreeMap<String, Vec<String>> = loop_map.clone();
+        for (stem, g) in &gaps {
+            if *stem == g.id {
+                graph.insert(g.id.clone(), g.depends_on.clone());
+            }
+        }
+        for cycle in crate::graph::find_cycles(&graph) {
+            report.add(
+                FindingKind::Cycle,
+                cycle[0].clone(),
+                format!(
+                    "dependency cycle {}; remove one of its dependencies",
+                    cycle.join(" -> ")
+                ),
+            );
+        }
+
+        // Counters.
+        match self.id_store().counters() {
+            Ok(counters) => {
+                max_number.insert(SEQ_PREFIX.to_owned(), max_seq);
+                let behind: Vec<(String, u64, u64)> = max_number
+                    .iter()
+                    .filter_map(|(p, &m)| {
+                        let c = counters.get(p).copied().unwrap_or(0);
+                        (m > c).then(|| (p.clone(), m, c))
+                    })
+                    .collect();
+                let raised = repair && !behind.is_empty() && self.raise_counters(&behind).is_ok();
+                for (p, m, c) in behind {
+                    report.findings.push(Finding {
+                        kind: FindingKind::IdAboveCounter,
+                        subject: format!("{p}-{m}"),
+                        message: format!(
+                            "the counter for {p} is at {c}, below the highest id present ({m}), \
+                             so it would hand out ids again (after merging counters.log?); \
+                             `gapreg doctor --repair` raises it"
+                        ),
+                        repaired: raised,
+                    });
+                }
+            }
+            Err(e) => report.add(
+                FindingKind::Corrupt,
+                self.dir().join(IDS).display().to_string(),
+                e.to_string(),
+            ),
+        }
+
+        // Index.
+        let path = self.dir().join(INDEX);
+        let data = fs::read(&path).unwrap_or_default();
+        let scan = index::scan(&data);
+        let expected: HashMap<String, crate::model::GapSummary> = gaps
+            .iter()
+            .filter(|(stem, g)| *stem == g.id)
+            .map(|(_, g)| (g.id.clone(), g.summary()))
+            .collect();
+        let stamp_ok = {
+            let dir = self.dir().join(GAPS);
+            fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as u64)
+                == scan.last_stamp
+        };
+        let indexed: HashMap<String, crate::model::GapSummary> = scan
+            .gaps
+            .iter()
+            .map(|g| (g.id.clone(), g.clone()))
+            .collect();
+        if scan.damaged || !stamp_ok || indexed.len() != scan.gaps.len() || indexed != expected {
+            let repaired = repair && self.rebuild_index().is_ok();
+            report.findings.push(Finding {
+                kind: FindingKind::StaleIndex,
+                subject: path.display().to_string(),
+                message: "the index disagrees with the gap files (a writer died, or files \
+                          changed outside gapreg); it is a cache: `gapreg doctor --repair` \
+                          rebuilds it"
+                    .into(),
+                repaired,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Raises each `(prefix, highest, counter)` counter to `highest` through the id store.
+    fn raise_counters(&self, behind: &[(String, u64, u64)]) -> Result<()> {
+        let note = self.dir().join(".doctor-counters.txt");
+        let text: String = behind
+            .iter()
+            .map(|(p, m, _)| format!("{p}-{m}\n"))
+            .collect();
+        fs::write(&note, text).map_err(|e| Error::io("write", &note, e))?;
+        let only: Vec<String> = behind.iter().map(|(p, _, _)| p.clone()).collect();
+        let result = self
+            .id_store()
+            .init_from(std::slice::from_ref(&note), Some(&only), false);
+        let _ = fs::remove_file(&note);
+        result?;
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! [`Timestamp`]: UTC seconds, written as RFC 3339 (`2026-02-28T14:05:00Z`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time with one-second resolution, shown and stored as RFC 3339 UTC
+/// (`2026-02-28T14:05:00Z`). A bare date (`2026-02-28`) parses as its midnight.
+///
+/// ```
+/// use gapreg::Timestamp;
+/// let t: Timestamp = "2026-02-28T14:05:00Z".parse()?;
+/// assert_eq!(t.to_string(), "2026-02-28T14:05:00Z");
+/// assert_eq!(Timestamp::from_unix(0).to_string(), "1970-01-01T00:00:00Z");
+/// assert!("2026-02-30T00:00:00Z".parse::<Timestamp>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The current time (a clock before 1970 reads as 1970).
+    pub fn now() -> Timestamp {
+        Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn from_unix(secs: u64) -> Timestamp {
+        Timestamp(secs)
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix(self) -> u64 {
+        self.0
+    }
+
+    /// This time plus `d` (rounded up to whole seconds, saturating).
+    pub fn after(self, d: Duration) -> Timestamp {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        Timestamp(self.0.saturating_add(secs))
+    }
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = (self.0 / 86_400) as i64;
+        let rem = self.0 % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Timestamp, String> {
+        let bad = || format!("invalid time {s:?}: expected RFC 3339 UTC like 2026-02-28T14:05:00Z");
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Result<u32, String> {
+            let part = s.get(r).ok_or_else(bad)?;
+            if part.bytes().all(|c| c.is_ascii_digit()) {
+                part.parse().map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        };
+        if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
+        }
+        let (y, m, d) = (i64::from(num(0..4)?), num(5..7)?, num(8..10)?);
+        if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+            return Err(bad());
+        }
+        let (hh, mm, ss) = if b.len() == 10 {
+            (0, 0, 0)
+        } else if b.len() == 20 && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'Z'
+        {
+            (num(11..13)?, num(14..16)?, num(17..19)?)
+        } else {
+            return Err(bad());
+        };
+        if hh > 23 || mm > 59 || ss > 60 {
+            return Err(bad());
+        }
+        let days = days_from_civil(y, m, d) as u64;
+        Ok(Timestamp(
+            days * 86_400 + u64::from(hh) * 3600 + u64::from(mm) * 60 + u64::from(ss),
+        ))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 UTC time like 2026-02-28T14:05:00Z")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for secs in [
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,
+            1_772_287_500,
+            4_102_444_800,
+        ] {
+            let t = Timestamp(secs);
+            assert_eq!(t.to_string().parse::<Timestamp>(), Ok(t), "{t}");
+        }
+        assert_eq!(
+            "2026-02-28".parse::<Timestamp>().map(|t| t.to_string()),
+            Ok("2026-02-28T00:00:00Z".to_owned())
+        );
+        for bad in [
+            "",
+            "2026",
+            "2026-13-01",
+            "2026-02-29",
+            "x026-01-01",
+            "2026-01-01T00:00:00",
+        ] {
+            assert!(bad.parse::<Timestamp>().is_err(), "{bad}");
+        }
+    }
+}

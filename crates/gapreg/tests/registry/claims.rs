@@ -1,0 +1,64 @@
+//! 64 agents claim one gap at once: exactly one wins; every loser's conflict names the winner.
+
+use std::sync::{Arc, Barrier};
+
+use gapreg::{ConflictDetail, ErrorKind, GapSpec, Registry, Severity, Status};
+
+use crate::util::scratch;
+
+const AGENTS: usize = 64;
+
+#[test]
+fn sixty_four_way_claim_race_has_one_winner() {
+    let (_dir, reg) = scratch();
+    for _ in 0..3 {
+        reg.file(GapSpec::new("contended", Severity::High))
+            .expect("file");
+    }
+    for target in ["GAP-OP-1", "GAP-OP-2", "GAP-OP-3"] {
+        let barrier = Arc::new(Barrier::new(AGENTS));
+        let handles: Vec<_> = (0..AGENTS)
+            .map(|i| {
+                let barrier = Arc::clone(&barrier);
+                let dir = reg.dir().to_path_buf();
+                std::thread::spawn(move || {
+                    // Each agent has its own handle, as separate processes would.
+                    let reg = Registry::open(dir).expect("open");
+                    barrier.wait();
+                    (
+                        format!("CC-{i}"),
+                        reg.claim(target, &format!("CC-{i}"), None),
+                    )
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        for h in handles {
+            let (agent, result) = h.join().expect("agent thread");
+            match result {
+                Ok(gap) => winners.push((agent, gap)),
+                Err(e) => match e.kind() {
+                    ErrorKind::Conflict {
+                        detail: ConflictDetail::ClaimedBy { agent: holder, .. },
+                        ..
+                    } => losers.push(holder.clone()),
+                    other => panic!("{agent}: unexpected error {other}"),
+                },
+            }
+        }
+        assert_eq!(winners.len(), 1, "{target}: winners {winners:?}");
+        let (winner, gap) = &winners[0];
+        assert_eq!(gap.claimant.as_deref(), Some(winner.as_str()));
+        assert_eq!((gap.status, gap.revision), (Status::InProgress, 2));
+        assert_eq!(losers.len(), AGENTS - 1);
+        assert!(
+            losers.iter().all(|l| l == winner),
+            "a loser named someone else"
+        );
+        let stored = reg.show(target).expect("show");
+        assert_eq!(stored.claimant.as_deref(), Some(winner.as_str()));
+        // The winner claiming again still succeeds.
+        assert!(reg.claim(target, winner, None).is_ok());
+    }
+}

@@ -1,0 +1,499 @@
+//! Model-based test: random sequences of file, file_batch, claim, unclaim, set_status,
+//! add/remove dependency, list and ready against a plain in-memory reference model; the
+//! registry's answers and state must match the model's after every step.
+
+use std::collections::BTreeMap;
+
+use gapreg::{ConflictDetail, ErrorKind, Filter, Gap, GapSpec, Registry, Severity, Status};
+use proptest::prelude::*;
+
+use crate::util::{scratch, write_loop};
+
+const AGENTS: [&str; 3] = ["CC-1", "CC-2", "CC-3"];
+/// LOOP-A is active, LOOP-B complete, LOOP-C active and blocked by LOOP-A.
+const LOOPS: [&str; 3] = ["LOOP-A", "LOOP-B", "LOOP-C"];
+const STATUSES: [Status; 7] = [
+    Status::Open,
+    Status::NeedsPlan,
+    Status::Ready,
+    Status::InProgress,
+    Status::Blocked,
+    Status::Complete,
+    Status::OutOfScope,
+];
+
+#[derive(Debug, Clone)]
+struct Entry {
+    valid_title: bool,
+    severity: Severity,
+    status: Option<Status>,
+    parent: Option<usize>,
+    /// Indices into the existing gaps (modulo their number).
+    deps: Vec<usize>,
+    loop_dep: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    File(Entry),
+    Batch(Vec<Entry>),
+    /// Gap, agent, and whether the claim has a zero TTL (expired at once, so others may take
+    /// it over).
+    Claim(usize, usize, bool),
+    Unclaim(usize, usize),
+    SetStatus(usize, Status, u8),
+    AddDep(usize, usize),
+    AddLoopDep(usize, usize),
+    RemoveDep(usize, usize),
+    List(Option<Status>),
+    Ready,
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (
+        prop::bool::weighted(0.9),
+        prop::sample::select(Severity::ALL),
+        prop::option::weighted(0.5, prop::sample::select(&STATUSES[..])),
+        prop::option::of(0..LOOPS.len()),
+        prop::collection::vec(0..64usize, 0..3),
+        prop::option::weighted(0.2, 0..LOOPS.len()),
+    )
+        .prop_map(
+            |(valid_title, severity, status, parent, deps, loop_dep)| Entry {
+                valid_title,
+                severity,
+                status,
+                parent,
+                deps,
+                loop_dep,
+            },
+        )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let g = 0..64usize;
+    prop_oneof![
+        3 => entry().prop_map(Op::File),
+        1 => prop::collection::vec(entry(), 2..5).prop_map(Op::Batch),
+        2 => (g.clone(), 0..AGENTS.len(), prop::bool::weighted(0.3)).prop_map(|(a, b, t)| Op::Claim(a, b, t)),
+        1 => (g.clone(), 0..AGENTS.len()).prop_map(|(a, b)| Op::Unclaim(a, b)),
+        2 => (g.clone(), prop::sample::select(&STATUSES[..]), 0..3u8).prop_map(|(a, s, e)| Op::SetStatus(a, s, e)),
+        2 => (g.clone(), g.clone()).prop_map(|(a, b)| Op::AddDep(a, b)),
+        1 => (g.clone(), 0..LOOPS.len()).prop_map(|(a, b)| Op::AddLoopDep(a, b)),
+        1 => (g.clone(), g.clone()).prop_map(|(a, b)| Op::RemoveDep(a, b)),
+        1 => prop::option::of(prop::sample::select(&STATUSES[..])).prop_map(Op::List),
+        1 => Just(Op::Ready),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct MGap {
+    id: String,
+    seq: u64,
+    revision: u64,
+    severity: Severity,
+    status: Status,
+    before: Option<Status>,
+    claimant: Option<String>,
+    /// The claim has lapsed (zero TTL).
+    expired: bool,
+    parent: Option<String>,
+    deps: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    gaps: Vec<MGap>,
+    next_id: u64,
+    next_seq: u64,
+}
+
+fn loop_complete(id: &str) -> bool {
+    id == "LOOP-B"
+}
+
+impl Model {
+    fn get(&self, id: &str) -> Option<&MGap> {
+        self.gaps.iter().find(|g| g.id == id)
+    }
+
+    fn dep_complete(&self, d: &str) -> bool {
+        match self.get(d) {
+            Some(g) => g.status == Status::Complete,
+            None => loop_complete(d),
+        }
+    }
+
+    /// The spec for `e`, and whether it is valid.
+    fn spec(&self, e: &Entry) -> (GapSpec, bool) {
+        let mut s = GapSpec::new(if e.valid_title { "a gap" } else { " " }, e.severity);
+        s.status = e.status;
+        s.parent_loop = e.parent.map(|p| LOOPS[p].to_owned());
+        if !self.gaps.is_empty() {
+            for d in &e.deps {
+                let id = self.gaps[d % self.gaps.len()].id.clone();
+                if !s.depends_on.contains(&id) {
+                    s.depends_on.push(id);
+                }
+            }
+        }
+        if let Some(l) = e.loop_dep {
+            s.depends_on.push(LOOPS[l].to_owned());
+        }
+        let status_ok = match e.status {
+            Some(Status::InProgress) => false,
+            Some(Status::Complete) => s.depends_on.iter().all(|d| self.dep_complete(d)),
+            _ => true,
+        };
+        (s, e.valid_title && status_ok)
+    }
+
+    fn add(&mut self, s: &GapSpec) -> MGap {
+        self.next_id += 1;
+        self.next_seq += 1;
+        let g = MGap {
+            id: format!("GAP-OP-{}", self.next_id),
+            seq: self.next_seq,
+            revision: 1,
+            severity: s.severity.unwrap_or(Severity::Medium),
+            status: s.status.unwrap_or(Status::Open),
+            before: None,
+            claimant: None,
+            expired: false,
+            parent: s.parent_loop.clone(),
+            deps: s.depends_on.clone(),
+        };
+        self.gaps.push(g.clone());
+        g
+    }
+
+    fn reaches(&self, from: &str, target: &str) -> bool {
+        let mut stack = vec![from.to_owned()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(n) = stack.pop() {
+            if n == target {
+                return true;
+            }
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if let Some(g) = self.get(&n) {
+                stack.extend(g.deps.iter().cloned());
+            } else if n == "LOOP-C" {
+                stack.push("LOOP-A".into());
+            }
+        }
+        false
+    }
+
+    fn ready(&self) -> Vec<String> {
+        let mut r: Vec<&MGap> = self
+            .gaps
+            .iter()
+            .filter(|g| {
+                !g.status.is_closed()
+                    && g.status != Status::Blocked
+                    && (g.claimant.is_none() || g.expired)
+                    && g.deps.iter().all(|d| self.dep_complete(d))
+                    && g.parent.as_deref() != Some("LOOP-C")
+            })
+            .collect();
+        r.sort_by_key(|g| (g.severity, g.seq));
+        r.into_iter().map(|g| g.id.clone()).collect()
+    }
+}
+
+fn same(real: &Gap, m: &MGap) {
+    assert_eq!(real.id, m.id);
+    assert_eq!(real.seq, m.seq, "{}", m.id);
+    assert_eq!(real.revision, m.revision, "{}", m.id);
+    assert_eq!(real.status, m.status, "{}", m.id);
+    assert_eq!(real.claimant, m.claimant, "{}", m.id);
+    assert_eq!(real.depends_on, m.deps, "{}", m.id);
+    assert_eq!(real.parent_loop, m.parent, "{}", m.id);
+    assert_eq!(real.severity, m.severity, "{}", m.id);
+}
+
+fn run(ops: Vec<Op>) {
+    let (_dir, reg) = scratch();
+    write_loop(&reg, "LOOP-A", "active", &[]);
+    write_loop(&reg, "LOOP-B", "complete", &[]);
+    write_loop(&reg, "LOOP-C", "active", &["LOOP-A"]);
+    let mut m = Model::default();
+    for (step, op) in ops.into_iter().enumerate() {
+        apply(&reg, &mut m, &op, step);
+        check_all(&reg, &m, step);
+    }
+    let report = reg.doctor(false).expect("doctor");
+    assert!(report.healthy(), "{:#?}", report.findings);
+}
+
+fn pick(m: &Model, i: usize) -> Option<String> {
+    (!m.gaps.is_empty()).then(|| m.gaps[i % m.gaps.len()].id.clone())
+}
+
+fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
+    let ctx = format!("step {step}: {op:?}");
+    match op {
+        Op::File(e) => {
+            let (spec, valid) = m.spec(e);
+            match reg.file(spec.clone()) {
+                Ok(g) => {
+                    assert!(valid, "{ctx}: accepted an invalid gap");
+                    let mg = m.add(&spec);
+                    same(&g, &mg);
+                }
+                Err(err) => assert!(!valid, "{ctx}: {err}"),
+            }
+        }
+        Op::Batch(entries) => {
+            let specs: Vec<(GapSpec, bool)> = entries.iter().map(|e| m.spec(e)).collect();
+            let invalid: Vec<usize> = specs
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, v))| !v)
+                .map(|(i, _)| i)
+                .collect();
+            match reg.file_batch(specs.iter().map(|(s, _)| s.clone()).collect()) {
+                Ok(gaps) => {
+                    assert!(
+                        invalid.is_empty(),
+                        "{ctx}: accepted invalid entries {invalid:?}"
+                    );
+                    for (g, (s, _)) in gaps.iter().zip(&specs) {
+                        let mg = m.add(s);
+                        same(g, &mg);
+                    }
+                }
+                Err(err) => match err.kind() {
+                    ErrorKind::BatchInvalid { errors } => {
+                        let got: Vec<usize> = errors.iter().map(|(i, _)| *i).collect();
+                        assert_eq!(got, invalid, "{ctx}: {err}");
+                    }
+                    other => panic!("{ctx}: {other}"),
+                },
+            }
+        }
+        Op::Claim(g, a, ttl0) => {
+            let Some(id) = pick(m, *g) else { return };
+            let agent = AGENTS[*a];
+            let ttl = ttl0.then_some(std::time::Duration::ZERO);
+            let result = reg.claim(&id, agent, ttl);
+            let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+            if mg.status.is_closed() {
+                assert!(
+                    matches!(result.map_err(|e| e.to_string()), Err(ref e) if e.contains("nothing to claim")),
+                    "{ctx}"
+                );
+                return;
+            }
+            let live = mg.claimant.clone().filter(|_| !mg.expired);
+            match live {
+                Some(holder) if holder != agent => {
+                    let err = result.expect_err(&ctx);
+                    match err.kind() {
+                        ErrorKind::Conflict {
+                            detail: ConflictDetail::ClaimedBy { agent: w, .. },
+                            ..
+                        } => {
+                            assert_eq!(*w, holder, "{ctx}")
+                        }
+                        other => panic!("{ctx}: {other}"),
+                    }
+                }
+                Some(_) => {
+                    if *ttl0 {
+                        mg.expired = true;
+                        mg.revision += 1;
+                    }
+                    same(&result.expect(&ctx), mg);
+                }
+                None => {
+                    let takeover = mg.claimant.is_some() && mg.status == Status::InProgress;
+                    if !takeover {
+                        mg.before = Some(mg.status);
+                    }
+                    mg.status = Status::InProgress;
+                    mg.claimant = Some(agent.to_owned());
+                    mg.expired = *ttl0;
+                    mg.revision += 1;
+                    same(&result.expect(&ctx), mg);
+                }
+            }
+        }
+        Op::Unclaim(g, a) => {
+            let Some(id) = pick(m, *g) else { return };
+            let agent = AGENTS[*a];
+            let result = reg.unclaim(&id, agent);
+            let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+            match mg.claimant.clone() {
+                None => same(&result.expect(&ctx), mg),
+                Some(holder) if holder != agent => {
+                    assert!(
+                        result.expect_err(&ctx).to_string().contains(&holder),
+                        "{ctx}"
+                    )
+                }
+                Some(_) => {
+                    mg.claimant = None;
+                    mg.expired = false;
+                    if mg.status == Status::InProgress {
+                        mg.status = mg.before.unwrap_or(Status::Open);
+                    }
+                    mg.before = None;
+                    mg.revision += 1;
+                    same(&result.expect(&ctx), mg);
+                }
+            }
+        }
+        Op::SetStatus(g, st, e) => {
+            let Some(id) = pick(m, *g) else { return };
+            let rev = m.get(&id).expect("model gap").revision;
+            let expected = match e {
+                0 => None,
+                1 => Some(rev),
+                _ => Some(rev + 1),
+            };
+            let deps_done = m
+                .get(&id)
+                .expect("model gap")
+                .deps
+                .iter()
+                .all(|d| m.dep_complete(d));
+            let result = reg.set_status(&id, *st, expected);
+            let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+            if expected.is_some_and(|x| x != rev) {
+                assert!(
+                    matches!(
+                        result.as_ref().map_err(|e| e.kind()),
+                        Err(ErrorKind::Conflict {
+                            detail: ConflictDetail::Revision { .. },
+                            ..
+                        })
+                    ),
+                    "{ctx}: {result:?}"
+                );
+            } else if mg.status == *st {
+                same(&result.expect(&ctx), mg);
+            } else if *st == Status::Complete && !deps_done {
+                assert!(
+                    matches!(
+                        result.as_ref().map_err(|e| e.kind()),
+                        Err(ErrorKind::Invalid { .. })
+                    ),
+                    "{ctx}: {result:?}"
+                );
+            } else {
+                if mg.status == Status::InProgress || st.is_closed() {
+                    mg.before = None;
+                }
+                mg.status = *st;
+                mg.revision += 1;
+                same(&result.expect(&ctx), mg);
+            }
+        }
+        Op::AddDep(a, b) | Op::AddLoopDep(a, b) => {
+            let Some(id) = pick(m, *a) else { return };
+            let on = match op {
+                Op::AddLoopDep(..) => LOOPS[*b].to_owned(),
+                _ => pick(m, *b).expect("non-empty"),
+            };
+            let result = reg.add_dependency(&id, &on);
+            let cyclic = on == id || m.reaches(&on, &id);
+            let mg = m
+                .gaps
+                .iter()
+                .find(|x| x.id == id)
+                .expect("model gap")
+                .clone();
+            if mg.deps.contains(&on) {
+                same(&result.expect(&ctx), &mg);
+            } else if cyclic {
+                match result.as_ref().map_err(|e| e.kind()) {
+                    Err(ErrorKind::Cycle { path }) => {
+                        assert_eq!(path.first(), Some(&id), "{ctx}");
+                        assert_eq!(path.last(), Some(&id), "{ctx}");
+                        assert_eq!(path.get(1), Some(&on), "{ctx}");
+                    }
+                    other => panic!("{ctx}: {other:?}"),
+                }
+            } else {
+                let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+                mg.deps.push(on);
+                mg.revision += 1;
+                same(&result.expect(&ctx), mg);
+            }
+        }
+        Op::RemoveDep(a, b) => {
+            let Some(id) = pick(m, *a) else { return };
+            let on = pick(m, *b).expect("non-empty");
+            let result = reg.remove_dependency(&id, &on);
+            let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+            if mg.deps.contains(&on) {
+                mg.deps.retain(|d| *d != on);
+                mg.revision += 1;
+                same(&result.expect(&ctx), mg);
+            } else {
+                assert!(result.is_err(), "{ctx}");
+            }
+        }
+        Op::List(status) => {
+            let got: Vec<String> = reg
+                .list(&Filter {
+                    status: *status,
+                    ..Filter::default()
+                })
+                .expect("list")
+                .into_iter()
+                .map(|g| g.id)
+                .collect();
+            let want: Vec<String> = m
+                .gaps
+                .iter()
+                .filter(|g| status.is_none_or(|s| s == g.status))
+                .map(|g| g.id.clone())
+                .collect();
+            assert_eq!(got, want, "{ctx}");
+        }
+        Op::Ready => {
+            let got: Vec<String> = reg
+                .ready()
+                .expect("ready")
+                .into_iter()
+                .map(|g| g.id)
+                .collect();
+            assert_eq!(got, m.ready(), "{ctx}");
+        }
+    }
+}
+
+fn check_all(reg: &Registry, m: &Model, step: usize) {
+    let listed = reg.list(&Filter::default()).expect("list");
+    let by_id: BTreeMap<&str, &gapreg::GapSummary> =
+        listed.iter().map(|g| (g.id.as_str(), g)).collect();
+    assert_eq!(listed.len(), m.gaps.len(), "step {step}: gap count");
+    for (g, mg) in listed.iter().zip(&m.gaps) {
+        assert_eq!(g.id, mg.id, "step {step}: registry order");
+        assert_eq!(
+            (g.revision, g.status, &g.claimant, &g.depends_on),
+            (mg.revision, mg.status, &mg.claimant, &mg.deps),
+            "step {step}: {}",
+            mg.id
+        );
+    }
+    assert_eq!(by_id.len(), m.gaps.len());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        max_shrink_iters: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn registry_matches_the_model(ops in prop::collection::vec(op(), 1..30)) {
+        run(ops);
+    }
+}
