@@ -46,7 +46,7 @@ fn bad_prefix_exits_3_and_missing_registry_exits_4() {
         .fails(3, &["\"sec\"", "upper-case"]);
     let elsewhere = tempfile::tempdir().expect("tempdir");
     run_in(elsewhere.path(), &["ids", "reserve", "SEC"], None)
-        .fails(4, &["no gapreg registry", "gapreg init"]);
+        .fails(4, &["no gap registry", "gapreg init"]);
     // --registry and GAPREG_DIR name one explicitly.
     let registry = repo.registry();
     let reg = registry.to_str().expect("utf-8 path");

@@ -2,6 +2,8 @@
 //! exit codes and messages, over temporary directories.
 
 mod files;
+mod gaps;
 mod ids;
 mod lease;
+mod multiprocess;
 mod util;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// A temporary repository with a registry directory `.gapreg` holding an ID store.
+/// A temporary repository with a registry made by `gapreg init`.
 pub struct Repo {
     pub dir: tempfile::TempDir,
 }
@@ -12,10 +12,9 @@ pub struct Repo {
 impl Repo {
     pub fn new() -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join(".gapreg")).expect("mkdir");
-        idreserve::Store::create(dir.path().join(".gapreg/ids"), idreserve::Config::default())
-            .expect("id store");
-        Repo { dir }
+        let repo = Repo { dir };
+        repo.run(&["init"]).ok();
+        repo
     }
 
     pub fn path(&self) -> &Path {
