@@ -4,7 +4,7 @@
 //! process dies or the power fails in between; two writers doing "read, change, write back" at
 //! once lose one of the changes. This crate makes each of those impossible:
 //!
-//! - [`write`] replaces a file **atomically and durably**: it creates a uniquely named temp file
+//! - [`write`](fn@write) replaces a file **atomically and durably**: it creates a uniquely named temp file
 //!   in the target's own directory (`O_EXCL`, random name), writes it, `fsync`s it, renames it
 //!   over the target and `fsync`s the directory. A reader sees the complete old contents or the
 //!   complete new ones; once `write` returns, the new contents survive a power cut. The
@@ -323,7 +323,7 @@ pub fn write(path: impl AsRef<Path>, contents: &[u8]) -> Result<()> {
     Options::new().write(path, contents)
 }
 
-/// Like [`write`], storing a checksum header in the same file (see [`checksum`]).
+/// Like [`write`](fn@write), storing a checksum header in the same file (see [`checksum`]).
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;

@@ -51,7 +51,7 @@ pub struct FileArgs {
     /// A YAML or JSON list of gap specs (`-` for standard input); all or nothing.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["title", "id"])]
     batch: Option<PathBuf>,
-    /// The id prefix: OP gives GAP-OP-<N>. Default: the registry's default prefix.
+    /// The id prefix: OP gives GAP-OP-1, GAP-OP-2, … Default: the registry's default prefix.
     #[arg(long)]
     prefix: Option<String>,
     /// The gap's title.

@@ -64,7 +64,7 @@ enum Command {
     File(gaps::FileArgs),
     /// Print the next gap id for PREFIX without reserving it.
     NextId {
-        /// The prefix, e.g. OP for GAP-OP-<N>.
+        /// The prefix, e.g. OP for GAP-OP-1, GAP-OP-2, …
         prefix: String,
     },
     /// Show one gap.
