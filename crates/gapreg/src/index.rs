@@ -3,6 +3,7 @@
 //! Each line is one compact JSON object:
 //!
 //! ```text
+//! {"m":1772287500123456789,"b":2048}
 //! {"m":1772287500123456789,"g":{"id":"GAP-OP-1","seq":1,"rev":1,"status":"open",...}}
 //! {"m":1772287500223456789}
 //! ```
@@ -13,7 +14,12 @@
 //! directory's current time, the index reflects every gap file. Anything else (a writer killed
 //! between its gap file and its index line, a torn last line, a `git checkout`, a file added or
 //! removed by hand) shows as a mismatch, and the index is rebuilt from the gap files under the
-//! registry lock. A line without `g` only carries the stamp (written after a rebuild).
+//! registry lock. A line without `g` only carries the stamp (written after a rebuild); the
+//! first line of a rebuilt or compacted index also records in `b` how many bytes followed it.
+//!
+//! The index only grows by appends, so it is compacted (rewritten through `atomic_file` with
+//! one line per gap) by a writer once it is more than twice as long as after the last
+//! compaction, and by a reader that finds more than twice as many lines as gaps.
 //!
 //! Limits: editing a gap file *in place* (without creating or renaming a file) does not change
 //! the directory's time, and a file added within the file system's timestamp granularity of
@@ -36,6 +42,10 @@ pub struct IndexLine {
     /// The gap's summary; absent on a stamp-only line.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<GapSummary>,
+    /// On the header line of a rebuilt or compacted index: the size in bytes of the lines
+    /// after it at that time. Writers compact the index when it has grown past twice that.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub compacted_len: Option<u64>,
 }
 
 impl IndexLine {
@@ -229,6 +239,7 @@ mod tests {
         let a = IndexLine {
             stamp: 7,
             gap: None,
+            compacted_len: None,
         }
         .encode();
         let s = scan(a.as_bytes());

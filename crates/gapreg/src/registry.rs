@@ -34,6 +34,8 @@ pub(crate) const STAGING: &str = "staging";
 pub(crate) const PENDING: &str = "batch.pending";
 /// Bytes read from the end of `index.log` to find the last line's stamp.
 const TAIL: u64 = 64 * 1024;
+/// Writers compact the index when it is longer than twice its compacted size plus this.
+const COMPACT_MIN: u64 = 256 * 1024;
 /// Longest title accepted.
 const MAX_TITLE: usize = 300;
 
@@ -351,20 +353,7 @@ impl Registry {
             .map(|(_, g)| g.summary())
             .collect();
         summaries.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-        let mut text = String::with_capacity(summaries.len() * 200);
-        for s in &summaries {
-            text.push_str(
-                &IndexLine {
-                    stamp,
-                    gap: Some(s.clone()),
-                }
-                .encode(),
-            );
-        }
-        text.push_str(&IndexLine { stamp, gap: None }.encode());
-        atomic_file::Options::new()
-            .durability(atomic_file::Durability::NoSync)
-            .write(self.dir.join(INDEX), text.as_bytes())?;
+        self.write_index(stamp, summaries.iter().cloned())?;
         Ok(summaries)
     }
 
@@ -442,17 +431,38 @@ impl Registry {
                 IndexLine {
                     stamp,
                     gap: Some(g.summary()),
+                    compacted_len: None,
                 }
                 .encode()
             })
             .collect();
         let path = self.dir.join(INDEX);
-        fs::OpenOptions::new()
+        let mut file = fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(io_err("append to", &path))
+            .map_err(io_err("open", &path))?;
+        file.write_all(text.as_bytes())
+            .map_err(io_err("append to", &path))?;
+        // Compact once the index has grown past twice its size at the last compaction.
+        let len = file.metadata().map_err(io_err("inspect", &path))?.len();
+        if len > COMPACT_MIN {
+            let mut head = Vec::with_capacity(256);
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| (&mut file).take(256).read_to_end(&mut head))
+                .map_err(io_err("read", &path))?;
+            let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let compacted = std::str::from_utf8(first)
+                .ok()
+                .and_then(|l| index::parse_index_line(l).ok())
+                .and_then(|l| l.compacted_len)
+                .unwrap_or(0);
+            if len > 2 * compacted + COMPACT_MIN {
+                self.compact_locked()?;
+            }
+        }
+        Ok(())
     }
 
     /// Every gap's summary in registry order, from the index (rebuilt under the lock first if
@@ -504,21 +514,53 @@ impl Registry {
         if now.damaged || now.last_stamp != stamp || stamp != Some(self.gaps_stamp()?) {
             return Ok(());
         }
-        let stamp = stamp.unwrap_or(0);
-        let mut text = String::with_capacity(now.gaps.len() * 200);
-        for g in now.gaps {
-            text.push_str(
+        self.write_index(stamp.unwrap_or(0), now.gaps.into_iter())
+    }
+
+    /// Under the lock: rewrites the index as one line per gap (rebuilding it from the gap
+    /// files if it is damaged or stale).
+    fn compact_locked(&self) -> Result<()> {
+        let path = self.dir.join(INDEX);
+        let now = index::scan(&fs::read(&path).map_err(io_err("read", &path))?);
+        let stamp = self.gaps_stamp()?;
+        if now.damaged || now.last_stamp != Some(stamp) {
+            self.rebuild_index()?;
+            return Ok(());
+        }
+        self.write_index(stamp, now.gaps.into_iter())
+    }
+
+    /// Under the lock: replaces `index.log` with a header, one line per gap and a stamp line.
+    fn write_index(&self, stamp: u64, gaps: impl Iterator<Item = GapSummary>) -> Result<()> {
+        let mut body = String::new();
+        for g in gaps {
+            body.push_str(
                 &IndexLine {
                     stamp,
                     gap: Some(g),
+                    compacted_len: None,
                 }
                 .encode(),
             );
         }
-        text.push_str(&IndexLine { stamp, gap: None }.encode());
+        body.push_str(
+            &IndexLine {
+                stamp,
+                gap: None,
+                compacted_len: None,
+            }
+            .encode(),
+        );
+        let header = IndexLine {
+            stamp,
+            gap: None,
+            compacted_len: Some(body.len() as u64),
+        }
+        .encode();
+        // A cache: no fsync needed (a lost index is rebuilt from the gap files).
         atomic_file::Options::new()
             .durability(atomic_file::Durability::NoSync)
-            .write(&path, text.as_bytes())?;
+            .write(self.dir.join(INDEX), [header, body].concat().as_bytes())?;
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! 64 agents claim one gap at once: exactly one wins; every loser's conflict names the winner.
+//! 64 agents (threads, then processes) claim one gap at once: exactly one wins; every loser's
+//! conflict names the winner.
 
 use std::sync::{Arc, Barrier};
 
@@ -60,5 +61,58 @@ fn sixty_four_way_claim_race_has_one_winner() {
         assert_eq!(stored.claimant.as_deref(), Some(winner.as_str()));
         // The winner claiming again still succeeds.
         assert!(reg.claim(target, winner, None).is_ok());
+    }
+}
+
+#[test]
+fn sixty_four_processes_claim_one_gap() {
+    let (_dir, reg) = scratch();
+    reg.file(GapSpec::new("contended", Severity::High))
+        .expect("file");
+    let dir = reg.dir().display().to_string();
+    let children: Vec<_> = (0..AGENTS)
+        .map(|i| crate::util::spawn_child("claims::child_claimer", &format!("{dir}|CC-{i}")))
+        .collect();
+    let mut won = Vec::new();
+    let mut lost = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "a claiming process failed: {:?}",
+            out.status
+        );
+        won.extend(crate::util::printed(&out.stdout, "WON"));
+        lost.extend(crate::util::printed(&out.stdout, "LOST"));
+    }
+    assert_eq!(won.len(), 1, "winners: {won:?}");
+    assert_eq!(lost.len(), AGENTS - 1);
+    assert!(
+        lost.iter().all(|w| *w == won[0]),
+        "a loser was told another winner"
+    );
+    assert_eq!(
+        reg.show("GAP-OP-1").expect("show").claimant.as_deref(),
+        Some(won[0].as_str())
+    );
+}
+
+#[test]
+#[ignore = "child process of sixty_four_processes_claim_one_gap"]
+fn child_claimer() {
+    let Some(param) = crate::util::child_param() else {
+        return;
+    };
+    let (dir, agent) = param.rsplit_once('|').expect("dir|agent");
+    let reg = Registry::open(dir).expect("open");
+    match reg.claim("GAP-OP-1", agent, None) {
+        Ok(_) => print!("\nWON {agent}\n"),
+        Err(e) => match e.kind() {
+            ErrorKind::Conflict {
+                detail: ConflictDetail::ClaimedBy { agent: winner, .. },
+                ..
+            } => print!("\nLOST {winner}\n"),
+            other => panic!("{agent}: {other}"),
+        },
     }
 }

@@ -1,7 +1,7 @@
 //! Integration tests of `gapreg`: the API and its errors, a model-based property test, 40
-//! concurrent filing processes, a 64-way claim race, filers killed with SIGKILL, parser
-//! properties (no panics, round trips), and a rough
-//! release-mode measurement (ignored by default).
+//! concurrent filing processes, 64-way claim races (threads and processes), filers killed with
+//! SIGKILL, parser properties (no panics, round trips), and a rough release-mode measurement
+//! (ignored by default).
 //!
 //! Child processes re-execute this test binary, running one `#[ignore]`d `child_*` test with
 //! `--exact --ignored`, parameters in `GAPREG_CHILD`.
