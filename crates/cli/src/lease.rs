@@ -77,9 +77,10 @@ fn leases(global: &Global) -> Result<Leases> {
     Ok(crate::gaps::registry(global)?.leases(opts)?)
 }
 
-/// Seconds since the Unix epoch, for JSON.
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// A time as RFC 3339 UTC text, like the gap commands print.
+fn time(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    gapreg::Timestamp::from_unix(secs).to_string()
 }
 
 fn lease_json(lease: &Lease) -> serde_json::Value {
@@ -91,9 +92,9 @@ fn lease_json(lease: &Lease) -> serde_json::Value {
         "files": lease.files,
         "dirs": lease.dirs,
         "task": lease.task,
-        "acquired_at": secs(lease.acquired_at),
-        "renewed_at": secs(lease.renewed_at),
-        "expires_at": secs(lease.expires_at),
+        "acquired_at": time(lease.acquired_at),
+        "renewed_at": time(lease.renewed_at),
+        "expires_at": time(lease.expires_at),
         "ttl_secs": lease.ttl.as_secs(),
     })
 }
@@ -158,7 +159,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 None => leases.renew(&lease)?,
             };
             out.show(&lease_json(&lease), |w| {
-                writeln!(w, "renewed {} until {}", lease.id, secs(lease.expires_at))
+                writeln!(w, "renewed {} until {}", lease.id, time(lease.expires_at))
             })?;
         }
         LeaseCommand::Release { id, holder, force } => {
@@ -181,7 +182,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             let doc = json!({
                 "leases": listing.leases.iter().map(|(l, status)| {
                     let mut v = lease_json(l);
-                    v["status"] = json!(format!("{status:?}"));
+                    v["status"] = json!(format!("{status:?}").to_lowercase());
                     v
                 }).collect::<Vec<_>>(),
                 "corrupt": listing.corrupt.iter().map(|c| json!({"file": c.path, "reason": c.reason})).collect::<Vec<_>>(),

@@ -58,7 +58,7 @@ fn acquire_json_has_id_token_and_expiry() {
     let b = repo
         .run(&["--json", "lease", "acquire", "--holder", "b", "--file", "y"])
         .json();
-    assert!(a["id"].is_string() && a["expires_at"].is_u64());
+    assert!(a["id"].is_string() && a["expires_at"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(
         b["token"].as_u64() > a["token"].as_u64(),
         "fencing tokens increase"
