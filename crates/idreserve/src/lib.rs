@@ -34,7 +34,7 @@
 //! docs): a reservation costs one small `write` and one `fdatasync`, where a rename-based
 //! update would cost three or four syncs. A writer that dies mid-append leaves a torn last
 //! line, which readers ignore and the next writer cuts off; any other damage is reported as
-//! [`ErrorKind::Corrupt`] and never "repaired" by resetting a counter. After 1,024 records a
+//! [`ErrorKind::Corrupt`] and never "repaired" by resetting a counter. After 64 records a
 //! writer compacts the log to one record per prefix through [`atomic_file`].
 //!
 //! Prefixes: upper-case letters, digits and dashes, starting with a letter; a prefix may

@@ -11,7 +11,9 @@ use crate::log::{Record, Scan};
 pub trait CounterLog {
     /// Reads the whole log (cutting off a torn tail if the implementation can).
     fn load(&mut self) -> Result<Scan, Error>;
-    /// Appends one record and makes it durable before returning.
+    /// Appends one record. It must be durable before the reservation is handed to the caller
+    /// (the file log flushes after releasing the lock, so concurrent reservations can share a
+    /// flush).
     fn append(&mut self, record: &Record) -> Result<(), Error>;
 }
 

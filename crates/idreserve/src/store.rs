@@ -17,8 +17,10 @@ use crate::protocol::{self, CounterLog};
 const CONFIG: &str = "config.yaml";
 const LOG: &str = "counters.log";
 const LOCK: &str = "counters.lock";
-/// Records after which a writer compacts the log to one record per prefix.
-const COMPACT_AFTER: usize = 1024;
+/// Records after which a writer compacts the log to one record per prefix. Every reservation
+/// reads the whole log, so it is kept short; a compaction costs two flushes, once per 64
+/// reservations.
+const COMPACT_AFTER: usize = 64;
 
 /// A store's settings, kept in `config.yaml` in the store's directory.
 ///
@@ -173,7 +175,7 @@ impl Store {
         self.check_allowed(prefix)?;
         let mut log = self.locked_log()?;
         let first = protocol::reserve(&mut log, prefix, count)?;
-        log.compact_if_long()?;
+        log.commit()?;
         Ok(Reservation {
             prefix: prefix.to_owned(),
             first,
@@ -253,7 +255,7 @@ impl Store {
                 },
             );
         }
-        log.compact_if_long()?;
+        log.commit()?;
         Ok(report)
     }
 
@@ -315,7 +317,8 @@ impl Store {
             file,
             records: 0,
             counters: BTreeMap::new(),
-            _guard: guard,
+            unsynced: false,
+            guard,
         })
     }
 }
@@ -327,7 +330,9 @@ struct FileLog<'a> {
     file: File,
     records: usize,
     counters: BTreeMap<String, u64>,
-    _guard: MutexGuard,
+    /// Whether records were appended that are not yet flushed.
+    unsynced: bool,
+    guard: MutexGuard,
 }
 
 impl CounterLog for FileLog<'_> {
@@ -353,12 +358,11 @@ impl CounterLog for FileLog<'_> {
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
         let line = record.encode();
-        // One write of a whole record (O_APPEND), then fdatasync: the reservation is durable
-        // when this returns.
+        // One write of a whole record (O_APPEND); `commit` flushes it.
         self.file
             .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io("append to", &self.path, e))?;
+        self.unsynced = true;
         self.records += 1;
         self.counters.insert(record.prefix.clone(), record.value);
         Ok(())
@@ -366,11 +370,32 @@ impl CounterLog for FileLog<'_> {
 }
 
 impl FileLog<'_> {
-    /// Rewrites a long log as one record per prefix, atomically and durably (still under the
-    /// lock). Readers without the lock see the old or the new file, both complete.
-    fn compact_if_long(&mut self) -> Result<(), Error> {
+    /// Ends the locked step: compacts a long log, releases the lock, then makes the appended
+    /// records durable (`fdatasync`) before the caller may hand out its IDs.
+    ///
+    /// Flushing after the unlock lets the next reservation append while this one's flush runs,
+    /// and one flush covers every earlier write to the file, so concurrent reservations share
+    /// flushes. It is safe because nothing is handed out before its own record is flushed: if
+    /// the power fails first, the reservation never returned. A later writer that read this
+    /// record from the page cache and appended above it returns only after its own flush,
+    /// which covers this record too.
+    fn commit(mut self) -> Result<(), Error> {
         if self.records > COMPACT_AFTER {
+            // Atomic and durable (still under the lock): readers without the lock see the old
+            // or the new file, both complete; the new one already holds every counter.
             atomic_file::write(&self.path, log::compacted(&self.counters).as_bytes())?;
+            self.unsynced = false;
+        }
+        let FileLog {
+            file,
+            path,
+            unsynced,
+            guard,
+            ..
+        } = self;
+        drop(guard);
+        if unsynced {
+            file.sync_data().map_err(|e| Error::io("flush", &path, e))?;
         }
         Ok(())
     }
