@@ -245,7 +245,11 @@ impl FileMutex {
         if wait != Wait::Never && held::contains(key, thread) {
             return Err(self.error(MutexErrorKind::WouldDeadlock));
         }
-        match queue::acquire(&Files(&self.inner), mode, wait)? {
+        let acquired = match wait {
+            Wait::Until(at) => self.acquire_until(mode, at)?,
+            Wait::Forever | Wait::Never => queue::acquire(&Files(&self.inner), mode, wait)?,
+        };
+        match acquired {
             Some(held) => {
                 if held.writable {
                     files::write_holder(&held.file, mode);
@@ -263,6 +267,32 @@ impl FileMutex {
                 waited: started.elapsed(),
                 holder: holder::read(&self.inner.path),
             })),
+        }
+    }
+
+    /// Waits for the lock until `at` without polling: after a failed fast try, a helper thread
+    /// waits in the kernel (queueing like [`FileMutex::lock`]) and hands the lock over through a
+    /// channel, so the caller is woken exactly when its turn comes. If the time runs out first,
+    /// the caller returns `None` and the helper keeps its place in the queue until its turn,
+    /// then releases the lock at once (one extra hand-over for the waiters behind it; the
+    /// helper thread lives as long as that takes).
+    fn acquire_until(&self, mode: Mode, at: Instant) -> Result<Option<Held>, MutexError> {
+        if let Some(held) = queue::acquire(&Files(&self.inner), mode, Wait::Never)? {
+            return Ok(Some(held));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let inner = self.inner.clone();
+        std::thread::Builder::new()
+            .name("leaselock-wait".into())
+            .spawn(move || {
+                let result = queue::acquire(&Files(&inner), mode, Wait::Forever);
+                // A caller that gave up has dropped the receiver: the lock is released here.
+                let _ = tx.send(result);
+            })
+            .map_err(|e| MutexError::io(&self.inner.path, Step::Lock, e))?;
+        match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(_) => Ok(None),
         }
     }
 
