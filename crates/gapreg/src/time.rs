@@ -6,6 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The last second RFC 3339's four-digit years can show: 9999-12-31T23:59:59Z. Later times
+/// (a huge TTL) are clamped to it, so every timestamp written can be read back. Leap seconds
+/// (`:60`) are refused when parsing for the same reason.
+const MAX_SECS: u64 = 253_402_300_799;
+
 /// A point in time with one-second resolution, shown and stored as RFC 3339 UTC
 /// (`2026-02-28T14:05:00Z`). A bare date (`2026-02-28`) parses as its midnight.
 ///
@@ -32,7 +37,7 @@ impl Timestamp {
 
     /// Seconds since the Unix epoch.
     pub fn from_unix(secs: u64) -> Timestamp {
-        Timestamp(secs)
+        Timestamp(secs.min(MAX_SECS))
     }
 
     /// Seconds since the Unix epoch.
@@ -43,7 +48,7 @@ impl Timestamp {
     /// This time plus `d` (rounded up to whole seconds, saturating).
     pub fn after(self, d: Duration) -> Timestamp {
         let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        Timestamp(self.0.saturating_add(secs))
+        Timestamp(self.0.saturating_add(secs).min(MAX_SECS))
     }
 }
 
@@ -123,7 +128,7 @@ impl FromStr for Timestamp {
         } else {
             return Err(bad());
         };
-        if hh > 23 || mm > 59 || ss > 60 {
+        if hh > 23 || mm > 59 || ss > 59 {
             return Err(bad());
         }
         let days = days_from_civil(y, m, d) as u64;
@@ -173,6 +178,13 @@ mod tests {
             let t = Timestamp(secs);
             assert_eq!(t.to_string().parse::<Timestamp>(), Ok(t), "{t}");
         }
+        // Found by fuzzing: a leap second rolled 9999-12-31 into a year that cannot be read
+        // back, and so could a huge TTL. Both are refused or clamped now.
+        assert!("9999-12-31T23:59:60Z".parse::<Timestamp>().is_err());
+        let far = Timestamp::now().after(Duration::from_secs(u64::MAX / 2));
+        assert_eq!(far.to_string(), "9999-12-31T23:59:59Z");
+        assert_eq!(far.to_string().parse::<Timestamp>(), Ok(far));
+        assert_eq!(Timestamp::from_unix(u64::MAX), far);
         assert_eq!(
             "2026-02-28".parse::<Timestamp>().map(|t| t.to_string()),
             Ok("2026-02-28T00:00:00Z".to_owned())
