@@ -11,8 +11,10 @@
 //! so the log only ever grows by whole records, except when a writer dies or the power fails
 //! during its append. Such a **torn tail** is the last line and was never acknowledged, so it
 //! is safe to ignore (readers) and to cut off (the next writer, under the lock). It is
-//! recognised as a final line without a newline, or a final line containing NUL bytes (blocks
-//! the file system allocated but never wrote). Any other damaged line — a bit flip, a hand
+//! recognised as a final line without a newline that is not a valid record, or a final line
+//! containing NUL bytes (blocks the file system allocated but never wrote). A *valid* final
+//! record without its newline counts (the checksum covers all of it; an editor may have
+//! dropped the newline), and the next writer starts a new line before appending. Any other damaged line — a bit flip, a hand
 //! edit — makes the whole log [`Corrupt`](crate::ErrorKind::Corrupt): silently dropping a
 //! record could lower a counter and hand out IDs twice.
 
@@ -68,6 +70,8 @@ pub struct Scan {
     pub valid_len: usize,
     /// Whether a torn tail follows `valid_len`.
     pub torn_tail: bool,
+    /// Whether the last record lacks its newline (the next append must start a new line).
+    pub missing_newline: bool,
 }
 
 /// A damaged record in the middle of a log.
@@ -103,11 +107,16 @@ pub fn scan(data: &[u8]) -> Result<Scan, Damage> {
         };
         let next = offset + line.len() + usize::from(complete);
         let is_last = next >= data.len();
-        match Record::decode(line).filter(|_| complete) {
+        match Record::decode(line) {
+            // A valid record without its newline is the last line (a hand repair saved
+            // without a final newline, or an append torn just before it). It counts: the
+            // checksum covers everything but the newline, so it is exactly what was written,
+            // and counting a never-acknowledged record can only skip IDs, never repeat them.
             Some(record) => {
                 scan.counters.insert(record.prefix, record.value);
                 scan.records += 1;
                 scan.valid_len = next;
+                scan.missing_newline = !complete;
             }
             None if is_last && (!complete || line.contains(&0)) => {
                 scan.torn_tail = true;
@@ -165,13 +174,20 @@ mod tests {
     fn torn_tails_are_ignored() {
         let good = rec("SEC", 3);
         let next = rec("SEC", 4);
-        for cut in 0..next.len() {
+        for cut in 0..next.len() - 1 {
             let log = format!("{good}{}", &next[..cut]);
             let s = scan(log.as_bytes()).expect("torn tail is not corruption");
             assert_eq!(s.counters["SEC"], 3);
             assert_eq!(s.valid_len, good.len());
             assert_eq!(s.torn_tail, cut > 0);
+            assert!(!s.missing_newline);
         }
+        // Only the newline missing: the record is whole and counts.
+        let log = format!("{good}{}", next.trim_end());
+        let s = scan(log.as_bytes()).expect("valid");
+        assert_eq!(s.counters["SEC"], 4);
+        assert!(s.missing_newline && !s.torn_tail);
+        assert_eq!(s.valid_len, log.len());
         let mut zeros = good.clone().into_bytes();
         zeros.extend_from_slice(&[0; 7]);
         zeros.extend_from_slice(&next.as_bytes()[7..]);

@@ -15,7 +15,15 @@ pub fn scan_paths(
     found: &mut dyn FnMut(&Path, &str, u64),
 ) -> Result<(), Error> {
     for path in paths {
-        walk(path.as_ref(), found)?;
+        let path = path.as_ref();
+        // A path the caller names is followed if it is a symlink (`docs -> ../shared/docs`);
+        // symlinks met while walking are not, so nothing is scanned twice or in a loop.
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("inspect", path, e))?;
+        if meta.is_dir() {
+            walk_dir(path, found)?;
+        } else if meta.is_file() {
+            scan_file(path, found)?;
+        }
     }
     Ok(())
 }
@@ -26,20 +34,30 @@ fn walk(path: &Path, found: &mut dyn FnMut(&Path, &str, u64)) -> Result<(), Erro
         if path.file_name().is_some_and(|n| n == ".git") {
             return Ok(());
         }
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| Error::io("list", path, e))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::io("list", path, e))?;
-        entries.sort();
-        for entry in entries {
-            walk(&entry, found)?;
-        }
+        walk_dir(path, found)?;
     } else if meta.is_file() {
-        let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        if !data[..data.len().min(BINARY_PROBE)].contains(&0) {
-            find_ids(&data, &mut |prefix, number| found(path, prefix, number));
-        }
+        scan_file(path, found)?;
+    }
+    Ok(())
+}
+
+fn walk_dir(path: &Path, found: &mut dyn FnMut(&Path, &str, u64)) -> Result<(), Error> {
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| Error::io("list", path, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io("list", path, e))?;
+    entries.sort();
+    for entry in entries {
+        walk(&entry, found)?;
+    }
+    Ok(())
+}
+
+fn scan_file(path: &Path, found: &mut dyn FnMut(&Path, &str, u64)) -> Result<(), Error> {
+    let data = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    if !data[..data.len().min(BINARY_PROBE)].contains(&0) {
+        find_ids(&data, &mut |prefix, number| found(path, prefix, number));
     }
     Ok(())
 }

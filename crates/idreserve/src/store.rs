@@ -66,7 +66,8 @@ impl Reservation {
 
     /// The reserved IDs, in order.
     pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
-        (self.first..self.first + self.count).map(|n| self.id(n))
+        // `first + count - 1` never overflows: the counter holds it.
+        (self.first..=self.first + (self.count - 1)).map(|n| self.id(n))
     }
 
     fn id(&self, number: u64) -> Id {
@@ -189,7 +190,14 @@ impl Store {
     pub fn peek(&self, prefix: &str) -> Result<Id, Error> {
         self.check_allowed(prefix)?;
         let counter = self.counters()?.get(prefix).copied().unwrap_or(0);
-        Ok(self.make_id(prefix, counter + 1))
+        let next = counter.checked_add(1).ok_or_else(|| {
+            Error::new(ErrorKind::Overflow {
+                prefix: prefix.to_owned(),
+                counter,
+                count: 1,
+            })
+        })?;
+        Ok(self.make_id(prefix, next))
     }
 
     /// Every prefix's counter (the highest number reserved), read without a lock.
@@ -318,6 +326,7 @@ impl Store {
             records: 0,
             counters: BTreeMap::new(),
             unsynced: false,
+            missing_newline: false,
             guard,
         })
     }
@@ -332,6 +341,8 @@ struct FileLog<'a> {
     counters: BTreeMap<String, u64>,
     /// Whether records were appended that are not yet flushed.
     unsynced: bool,
+    /// Whether the log's last record lacks its newline.
+    missing_newline: bool,
     guard: MutexGuard,
 }
 
@@ -351,13 +362,17 @@ impl CounterLog for FileLog<'_> {
                 .set_len(scan.valid_len as u64)
                 .map_err(|e| Error::io("cut the torn tail of", &self.path, e))?;
         }
+        self.missing_newline = scan.missing_newline;
         self.records = scan.records;
         self.counters = scan.counters.clone();
         Ok(scan)
     }
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        let line = record.encode();
+        let mut line = record.encode();
+        if std::mem::take(&mut self.missing_newline) {
+            line.insert(0, '\n');
+        }
         // One write of a whole record (O_APPEND); `commit` flushes it.
         self.file
             .write_all(line.as_bytes())

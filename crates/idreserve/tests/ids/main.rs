@@ -4,6 +4,7 @@
 //! Child processes re-execute this test binary, running one `#[ignore]`d `child_*` test with
 //! `--exact --ignored`, parameters in `IDRESERVE_CHILD`.
 
+mod adversarial;
 mod api;
 mod crash;
 mod model;
