@@ -115,7 +115,7 @@ pub(crate) fn parse_loop_named(text: &str, file_stem: Option<&str>) -> Result<Lo
     if !closed {
         return Err("the front matter has no closing `---` line".into());
     }
-    let map = match serde_yaml::from_str::<serde_yaml::Value>(&front) {
+    let map = match crate::model::parse_yaml::<serde_yaml::Value>(front.as_bytes()) {
         Ok(serde_yaml::Value::Mapping(m)) => m,
         Ok(serde_yaml::Value::Null) => serde_yaml::Mapping::new(),
         Ok(_) => return Err("front matter is not a mapping of `key: value` lines".into()),

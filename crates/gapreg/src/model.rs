@@ -212,7 +212,28 @@ pub(crate) fn claim_live(
 /// # Ok::<(), String>(())
 /// ```
 pub fn parse_gap_yaml(bytes: &[u8]) -> Result<Gap, String> {
-    serde_yaml::from_slice(bytes).map_err(|e| e.to_string())
+    parse_yaml(bytes)
+}
+
+/// Largest YAML document (a gap file, a loop's front matter) the registry parses.
+pub(crate) const MAX_YAML_BYTES: usize = 1 << 20;
+
+/// Parses YAML through `atomic-file`'s reader, which refuses deeply nested flow collections
+/// before the (quadratic) parser sees them; oversized documents are refused too, so one hostile
+/// file cannot stall every `list` or `ready`.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.len() > MAX_YAML_BYTES {
+        return Err(format!(
+            "it is {} bytes, more than the {MAX_YAML_BYTES} bytes a registry file may hold",
+            bytes.len()
+        ));
+    }
+    atomic_file::Format::Yaml
+        .decode("yaml", bytes)
+        .map_err(|e| match e.kind() {
+            atomic_file::ErrorKind::Decode { message, .. } => message.clone(),
+            _ => e.to_string(),
+        })
 }
 
 /// Serializes a gap as the contents of its file (inverse of [`parse_gap_yaml`]).

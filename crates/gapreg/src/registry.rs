@@ -779,16 +779,17 @@ impl Registry {
                 }
             }
         }
-        if errors.is_empty() {
-            if let Some(cycle) = graph::find_cycles(&internal).into_iter().next() {
-                let first = cycle
-                    .first()
-                    .and_then(|c| c.strip_prefix('@'))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                let named: Vec<String> = cycle.iter().map(|n| self.batch_name(n, &specs)).collect();
-                errors.push((first, Error::new(ErrorKind::Cycle { path: named })));
-            }
+        // Cycles among the valid entries are reported together with every other invalid
+        // entry (the invalid ones have no edges here, so they cannot take part).
+        if let Some(cycle) = graph::find_cycles(&internal).into_iter().next() {
+            let first = cycle
+                .first()
+                .and_then(|c| c.strip_prefix('@'))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let named: Vec<String> = cycle.iter().map(|n| self.batch_name(n, &specs)).collect();
+            errors.push((first, Error::new(ErrorKind::Cycle { path: named })));
+            errors.sort_by_key(|(i, _)| *i);
         }
         if !errors.is_empty() {
             if single {
@@ -1008,6 +1009,14 @@ impl Registry {
         let prefix = match &spec.id {
             Some(id) => {
                 let parsed = Self::check_gap_id(id)?;
+                let canonical = format!("{}-{}", parsed.prefix(), parsed.number());
+                if *id != canonical {
+                    // `GAP-OP-01` would be a second file for gap number 1 of GAP-OP.
+                    return Err(Error::invalid(
+                        format!("id {id}"),
+                        format!("write it without zero padding, as {canonical}"),
+                    ));
+                }
                 if parsed.prefix() == SEQ_PREFIX {
                     return Err(Error::invalid(
                         format!("id {id}"),
@@ -1356,6 +1365,27 @@ impl Registry {
             };
             if let Some(path) = graph::cycle_through(id, on, &mut deps) {
                 return Err(Error::new(ErrorKind::Cycle { path }));
+            }
+            if gap.status == Status::Complete {
+                // A complete gap may not wait for something unfinished (as in `set_status`).
+                let unfinished = if self.gap_exists(on) {
+                    let s = self.read_gap(on)?.status;
+                    (s != Status::Complete).then(|| format!("{on} ({s})"))
+                } else {
+                    loops
+                        .get(on)
+                        .filter(|l| l.status != "complete")
+                        .map(|l| format!("loop {on} ({})", l.status))
+                };
+                if let Some(what) = unfinished {
+                    return Err(Error::invalid(
+                        format!("dependency of {id}"),
+                        format!(
+                            "{id} is complete and cannot depend on {what}; reopen it first \
+                             (`gapreg status {id} open`)"
+                        ),
+                    ));
+                }
             }
             gap.depends_on.push(on.to_owned());
             Ok(true)

@@ -257,10 +257,15 @@ fn revisions_and_transitions() {
         .expect("complete");
     assert_eq!(g.revision, 2);
     assert!(g.completed_at.is_some());
-    reg.add_dependency("GAP-OP-2", "LOOP-OPEN")
-        .expect("loop dep");
+    // A complete gap may not gain an unfinished dependency; reopened, it may.
+    let err = reg
+        .add_dependency("GAP-OP-2", "LOOP-OPEN")
+        .expect_err("complete gap, open loop");
+    assert!(err.to_string().contains("reopen it first"), "{err}");
     reg.set_status("GAP-OP-2", Status::Open, None)
         .expect("reopen");
+    reg.add_dependency("GAP-OP-2", "LOOP-OPEN")
+        .expect("loop dep");
     let err = reg
         .set_status("GAP-OP-2", Status::Complete, None)
         .expect_err("loop open");

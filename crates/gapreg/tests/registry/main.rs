@@ -6,6 +6,7 @@
 //! Child processes re-execute this test binary, running one `#[ignore]`d `child_*` test with
 //! `--exact --ignored`, parameters in `GAPREG_CHILD`.
 
+mod adversarial;
 mod api;
 mod claims;
 mod crash;

@@ -417,6 +417,15 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
                     }
                     other => panic!("{ctx}: {other:?}"),
                 }
+            } else if mg.status == Status::Complete && !m.dep_complete(&on) {
+                // A complete gap may not gain an unfinished dependency.
+                assert!(
+                    matches!(
+                        result.as_ref().map_err(|e| e.kind()),
+                        Err(ErrorKind::Invalid { .. })
+                    ),
+                    "{ctx}: {result:?}"
+                );
             } else {
                 let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
                 mg.deps.push(on);
