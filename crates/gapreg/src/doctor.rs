@@ -27,6 +27,9 @@ pub enum FindingKind {
     DanglingReference,
     /// A dependency cycle among gaps and loops. Not repaired.
     Cycle,
+    /// Two gaps hold the same registry position (`seq`), as after merging branches that both
+    /// filed gaps. Not repaired.
+    DuplicatePosition,
     /// A gap id (or registry position) above its prefix's counter: the counter would hand it
     /// out again. Repaired by raising the counter.
     IdAboveCounter,
@@ -253,6 +256,23 @@ impl Registry {
                     format!("invalid id {:?}: {e}", g.id),
                 ),
             }
+        }
+        // Two gaps at one registry position: batches filed on two branches and merged. Their
+        // order falls back to the id, which can interleave the batches.
+        let mut by_seq: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        for (stem, g) in &gaps {
+            by_seq.entry(g.seq).or_default().push(stem);
+        }
+        for (seq, ids) in by_seq.iter().filter(|(_, ids)| ids.len() > 1) {
+            report.add(
+                FindingKind::DuplicatePosition,
+                ids.join(", "),
+                format!(
+                    "these gaps share registry position {seq} (batches filed on two branches \
+                     and merged); they are listed by id, so batches may interleave. Not \
+                     repaired: refile one side's gaps if their order matters"
+                ),
+            );
         }
         for ((prefix, n), files) in &by_number {
             if files.len() > 1 {

@@ -100,6 +100,10 @@
 //!   references; `doctor` reports duplicate ids and dangling references. Agents that share one
 //!   checkout (the common case) never hit this; long-lived branches that file gaps should use
 //!   their own prefix (`GapSpec::prefix`).
+//! - **Registry positions** (`seq`) also come from the working copy, so gaps filed on two
+//!   branches can share positions after a merge; they are then listed by id, and two batches
+//!   may interleave. `doctor` reports each shared position (`DuplicatePosition`); it does not
+//!   renumber them.
 //!
 //! After a merge, a checkout or hand edits, the index notices that `gaps/` changed and rebuilds
 //! itself; `doctor --repair` does it explicitly.

@@ -1083,6 +1083,29 @@ impl Registry {
                 return Err(self.loop_not_found(dep, "dependency (gap or loop)"));
             }
         }
+        if let Some(id) = &spec.id {
+            // An explicit id may already be referenced by existing gaps (re-filing a gap whose
+            // file was removed): its dependencies must not lead back to it.
+            for dep in &spec.depends_on {
+                if dep.starts_with('@') || explicit.contains_key(dep) {
+                    continue;
+                }
+                let cache = &*loop_cache;
+                let mut deps = |n: &str| -> Option<Vec<String>> {
+                    if self.gap_exists(n) {
+                        self.read_gap(n).ok().map(|g| g.depends_on)
+                    } else {
+                        cache
+                            .as_ref()
+                            .and_then(|c| c.get(n))
+                            .map(|l| l.depends_on.clone())
+                    }
+                };
+                if let Some(path) = graph::cycle_through(id, dep, &mut deps) {
+                    return Err(Error::new(ErrorKind::Cycle { path }));
+                }
+            }
+        }
         if status == Status::Complete {
             let mut open = Vec::new();
             for dep in &spec.depends_on {

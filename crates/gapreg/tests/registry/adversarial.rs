@@ -23,7 +23,7 @@ fn with_id(title: &str, id: &str) -> GapSpec {
     s
 }
 
-// Found by review: an explicit id is "accepted only if it was reserved and is not already used" (issue 5,
+// Found by review, fixed: an explicit id is "accepted only if it was reserved and is not already used" (issue 5,
 // `GapSpec::id` docs). `GAP-OP-01` is the id number 1 of prefix GAP-OP, already used by
 // `GAP-OP-1`; `file` accepts it because "not already used" is checked by *file name*
 // (`gaps/GAP-OP-01.yaml` does not exist). The registry now holds two gaps numbered GAP-OP #1,
@@ -49,7 +49,7 @@ fn adv_explicit_zero_padded_alias_of_a_used_id_is_refused() {
     );
 }
 
-// Found by review: "a gap cannot be `complete` while something it depends on is not" (issue 5). The check
+// Found by review, fixed: "a gap cannot be `complete` while something it depends on is not" (issue 5). The check
 // is only made when the *status* changes; `add_dependency` happily makes a complete gap wait
 // for an open one, producing exactly the forbidden state (and `render` shows a complete gap
 // "waiting for" an open one).
@@ -76,7 +76,7 @@ fn adv_complete_gap_cannot_gain_an_incomplete_dependency() {
 }
 
 // Same with a loop dependency (loop status from its front matter).
-// Found by review: same root cause as above.
+// Found by review, fixed: same root cause as above.
 #[test]
 fn adv_complete_gap_cannot_gain_an_active_loop_dependency() {
     let (_d, reg) = scratch();
@@ -90,7 +90,7 @@ fn adv_complete_gap_cannot_gain_an_active_loop_dependency() {
     );
 }
 
-// Found by review: "a dependency that would close a cycle is refused" (issue 5). `file`/`file_batch` only
+// Found by review, fixed: "a dependency that would close a cycle is refused" (issue 5). `file`/`file_batch` only
 // look for cycles *inside* the batch; edges to existing gaps are only checked for existence.
 // When an existing gap already names the new gap's id — a dangling reference, e.g. left after
 // its file was removed by a checkout/revert, which `doctor` reports but nothing prevents — an
@@ -101,7 +101,6 @@ fn adv_complete_gap_cannot_gain_an_active_loop_dependency() {
 // for each external dependency of an entry with an explicit id (auto ids are fresh, so only
 // explicit ids can already be referenced).
 #[test]
-#[ignore = "known open bug: filing an explicit id only checks cycles inside the batch, so re-filing a deleted gap can close a cycle through an existing reference; doctor reports it"]
 fn adv_explicit_refile_cannot_close_a_cycle_through_an_existing_reference() {
     let (_d, reg) = scratch();
     reg.file(spec("g1")).expect("file");
@@ -127,7 +126,7 @@ fn adv_explicit_refile_cannot_close_a_cycle_through_an_existing_reference() {
     );
 }
 
-// Found by review: "a batch with any invalid entry writes nothing and reports every invalid entry with its
+// Found by review, fixed: "a batch with any invalid entry writes nothing and reports every invalid entry with its
 // index" (issue 5). The batch-internal cycle check only runs when no other entry is invalid, so
 // a batch with a bad title in entry 0 and a cycle between entries 1 and 2 reports only entry 0;
 // the agent fixes it, resubmits, and only then learns about the cycle.
@@ -177,7 +176,7 @@ fn copy_tracked(from: &Path, to: &Path) {
     }
 }
 
-// Found by review: merge-friendliness vs registry order. The crate docs recommend that long-lived branches
+// Found by review, fixed: merge-friendliness vs registry order. The crate docs recommend that long-lived branches
 // file with their own prefix, and describe the only merge conflict as `counters.log` (keep both
 // sides' lines, then `doctor --repair`). But registry positions (`seq`) come from the same
 // per-working-copy `SEQ` counter on both branches, so after such a clean merge two batches
@@ -191,7 +190,6 @@ fn copy_tracked(from: &Path, to: &Path) {
 // colliding batch to fresh positions reserved from the (raised) SEQ counter, keeping each
 // batch's relative order; document this in the "Git and merges" section.
 #[test]
-#[ignore = "known open bug (see the crate docs, Git and merges): batches filed on two branches share registry positions after a merge; doctor does not report duplicate seq yet"]
 fn adv_batches_from_two_merged_branches_stay_contiguous() {
     let main = tempfile::tempdir().expect("tmp");
     let branch = tempfile::tempdir().expect("tmp");
@@ -414,7 +412,7 @@ fn adv_hostile_gap_yaml_is_an_error_not_a_hang() {
     assert_eq!(r, Some(true), "deeply nested gap YAML: hang or accepted");
 }
 
-// Found by review: same as above, for loop front matter (parse_loop is also run on every `ready`/`render`).
+// Found by review, fixed: same as above, for loop front matter (parse_loop is also run on every `ready`/`render`).
 #[test]
 fn adv_hostile_loop_front_matter_is_not_a_hang() {
     let bomb = format!("---\nloop_id: LOOP-BOMB\n{}---\n", alias_bomb());
