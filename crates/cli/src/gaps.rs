@@ -163,27 +163,13 @@ pub fn registry(global: &Global) -> Result<Registry> {
     Ok(registry)
 }
 
-/// The JSON object of one gap.
+/// The JSON object of one gap: the listed fields plus those only `show` reads.
 pub fn gap_json(gap: &Gap) -> Value {
-    json!({
-        "id": gap.id,
-        "seq": gap.seq,
-        "rev": gap.revision,
-        "title": gap.title,
-        "type": gap.gap_type,
-        "severity": gap.severity,
-        "status": gap.status,
-        "parent_loop": gap.parent_loop,
-        "depends_on": gap.depends_on,
-        "claimed_by": gap.claimant,
-        "claimed_at": gap.claimed_at.map(|t| t.to_string()),
-        "claim_expires_at": gap.claim_expires_at.map(|t| t.to_string()),
-        "plan": gap.plan,
-        "tags": gap.tags,
-        "description": gap.description,
-        "created_at": gap.created.to_string(),
-        "updated_at": gap.updated.to_string(),
-    })
+    let mut v = summary_json(&gap.summary());
+    v["claimed_at"] = json!(gap.claimed_at.map(|t| t.to_string()));
+    v["plan"] = json!(gap.plan);
+    v["description"] = json!(gap.description);
+    v
 }
 
 /// The JSON object of a gap as listed (from the registry's index).

@@ -1,34 +1,22 @@
 //! Helpers shared by the integration tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 /// Set in a child process; holds the role's parameters.
 pub const CHILD_ENV: &str = "ATOMIC_FILE_CHILD";
 
-/// Starts this test binary again, running only the ignored test `name`, with `CHILD_ENV` set to
-/// `param`.
+/// This test binary's child processes (see `testkit`).
+pub const CHILDREN: testkit::Children = testkit::Children::new(CHILD_ENV);
+
+/// Starts this test binary again, running only the ignored test `name` with `param`.
 pub fn spawn_child(name: &str, param: &str) -> Child {
-    let exe = std::env::current_exe().expect("current test binary");
-    Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, param)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
+    CHILDREN.spawn(name, param)
 }
 
 /// The parameter passed to this process if it is a child.
 pub fn child_param() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
+    CHILDREN.param()
 }
 
 /// This crate's temp files in `dir`: hidden names ending in `.atomic-tmp`.

@@ -1,34 +1,20 @@
 //! Helpers shared by the integration tests.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use gapreg::{Config, Registry};
 
-/// Set in a child process; holds the role's parameters.
-pub const CHILD_ENV: &str = "GAPREG_CHILD";
+/// This test binary's child processes (see `testkit`).
+pub const CHILDREN: testkit::Children = testkit::Children::new("GAPREG_CHILD");
 
-/// Starts this test binary again, running only the ignored test `name`.
+/// Starts this test binary again, running only the ignored test `name` with `param`.
 pub fn spawn_child(name: &str, param: &str) -> Child {
-    let exe = std::env::current_exe().expect("current test binary");
-    Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, param)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
+    CHILDREN.spawn(name, param)
 }
 
 /// The parameter passed to this process if it is a child.
 pub fn child_param() -> Option<String> {
-    std::env::var(CHILD_ENV).ok()
+    CHILDREN.param()
 }
 
 /// Lines `<TAG> <rest>` a child printed (libtest may glue its own text in front of the first).

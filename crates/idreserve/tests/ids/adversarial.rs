@@ -240,7 +240,9 @@ fn adv_init_from_prefix_ambiguity_and_no_lowering() {
         "GAP-OP-3 GAP-OP-1-500 GAP-OP-0007 x-GAP-OP-900 GAP-OP-800x GAP-OP-9_\n",
     )
     .expect("doc");
-    let report = s.init_from(std::slice::from_ref(&doc), None, false).expect("init");
+    let report = s
+        .init_from(std::slice::from_ref(&doc), None, false)
+        .expect("init");
     assert_eq!(report["GAP-OP"].new_counter, 10, "{report:?}");
     assert_eq!(report["GAP-OP"].old_counter, 10);
     assert_eq!(report["GAP-OP-1"].new_counter, 500);
