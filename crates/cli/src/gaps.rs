@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::output::{Output, table};
-use crate::{Global, Result, duration, exit};
+use crate::{Global, Result, exit};
 
 /// `gapreg loop` subcommands.
 #[derive(Debug, Subcommand)]
@@ -569,9 +569,4 @@ pub fn doctor(global: &Global, out: Output, repair: bool) -> Result {
                 .into(),
         }))
     }
-}
-
-/// Parses `--ttl` values for `claim`.
-pub fn ttl(text: &str) -> std::result::Result<Duration, String> {
-    duration::parse(text)
 }

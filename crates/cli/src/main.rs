@@ -84,7 +84,7 @@ enum Command {
         #[arg(long)]
         agent: String,
         /// Let the claim lapse after this long unless renewed by claiming again.
-        #[arg(long, value_parser = gaps::ttl)]
+        #[arg(long, value_parser = duration::parse)]
         ttl: Option<Duration>,
     },
     /// Release an agent's claim.

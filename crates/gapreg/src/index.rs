@@ -128,6 +128,19 @@ pub(crate) struct IndexScan {
     pub damaged: bool,
 }
 
+/// The index as text; marks `out` damaged if it is not UTF-8 (then `None`) or lacks its
+/// trailing newline (a torn append).
+fn index_text<'a>(data: &'a [u8], out: &mut IndexScan) -> Option<&'a str> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        out.damaged = true;
+        return None;
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        out.damaged = true;
+    }
+    Some(text)
+}
+
 /// Reads a whole index, keeping only the gaps `filter` matches. A missing trailing newline (a
 /// torn append) or any unparseable line marks it damaged.
 ///
@@ -135,16 +148,9 @@ pub(crate) struct IndexScan {
 /// line of each id is found, and only matching lines are parsed in full.
 pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
     let mut out = IndexScan::default();
-    let text = match std::str::from_utf8(data) {
-        Ok(t) => t,
-        Err(_) => {
-            out.damaged = true;
-            return out;
-        }
+    let Some(text) = index_text(data, &mut out) else {
+        return out;
     };
-    if !text.is_empty() && !text.ends_with('\n') {
-        out.damaged = true;
-    }
     // (seq, id, matches, line)
     let mut refs: Vec<(u64, Cow<'_, str>, bool, &str)> = Vec::new();
     for line in text.lines() {
@@ -184,16 +190,9 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
 /// marks it damaged.
 pub(crate) fn scan(data: &[u8]) -> IndexScan {
     let mut out = IndexScan::default();
-    let text = match std::str::from_utf8(data) {
-        Ok(t) => t,
-        Err(_) => {
-            out.damaged = true;
-            return out;
-        }
+    let Some(text) = index_text(data, &mut out) else {
+        return out;
     };
-    if !text.is_empty() && !text.ends_with('\n') {
-        out.damaged = true;
-    }
     for line in text.lines() {
         match parse_index_line(line) {
             Ok(l) => {

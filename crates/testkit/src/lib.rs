@@ -27,24 +27,55 @@ impl Children {
         Children { env }
     }
 
-    /// Starts this test binary again, running only the ignored test `name` with the variable
-    /// set to `param`; stdout is piped to the parent, stderr inherited.
-    pub fn spawn(&self, name: &str, param: &str) -> Child {
+    /// The command that runs this test binary again, only the ignored test `name`, with the
+    /// variable set to `param`; stdout is piped to the parent, stderr inherited. Adjust it
+    /// (for example `uid`) and spawn it, or use [`Children::spawn`].
+    pub fn command(&self, name: &str, param: &str) -> Command {
         let exe = std::env::current_exe().expect("current test binary");
-        Command::new(exe)
-            .args([
-                name,
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(self.env, param)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child")
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(self.env, param)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Starts the child `name` with `param` (see [`Children::command`]).
+    pub fn spawn(&self, name: &str, param: &str) -> Child {
+        self.command(name, param).spawn().expect("spawn child")
+    }
+
+    /// One round of a crash test: starts `processes` children `name` at once, SIGKILLs them
+    /// all after a random delay in `delay_us` (microseconds), reaps them, and returns every
+    /// line they printed before they died.
+    pub fn kill_round(
+        &self,
+        name: &str,
+        param: &str,
+        processes: usize,
+        delay_us: std::ops::Range<u64>,
+    ) -> Vec<String> {
+        use std::io::{BufRead, BufReader};
+        let mut children: Vec<Child> = (0..processes).map(|_| self.spawn(name, param)).collect();
+        std::thread::sleep(std::time::Duration::from_micros(fastrand::u64(delay_us)));
+        for child in &mut children {
+            child.kill().expect("SIGKILL");
+        }
+        let mut lines = Vec::new();
+        for mut child in children {
+            // Reaped, so its pid no longer exists (a zombie's would).
+            child.wait().expect("reap");
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            lines.extend(stdout.lines().map_while(Result::ok));
+        }
+        lines
     }
 
     /// The parameter passed to this process if it is a child.

@@ -44,22 +44,11 @@ fn shared_dir(writable: bool) -> tempfile::TempDir {
 
 /// Re-executes this test binary as `uid`, running only the ignored test `name`.
 fn spawn_as(uid: u32, name: &str, param: &str) -> std::process::Child {
-    let exe = std::env::current_exe().expect("current test binary");
-    Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, param)
+    crate::util::CHILDREN
+        .command(name, param)
         .uid(uid)
         .gid(uid)
         .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn child")
 }

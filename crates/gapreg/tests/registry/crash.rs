@@ -2,12 +2,11 @@
 //! leaves a healthy registry, and every gap a filer reported as filed is present.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::time::Duration;
+use std::io::Write;
 
 use gapreg::{GapSpec, Registry, Severity};
 
-use crate::util::{all_ids, child_param, scratch, spawn_child, write_loop};
+use crate::util::{CHILDREN, all_ids, child_param, scratch, write_loop};
 
 const ROUNDS: usize = 100;
 
@@ -18,23 +17,12 @@ fn sigkilled_filers_leave_a_consistent_registry() {
     let dir = reg.dir().display().to_string();
     let mut filed = BTreeSet::new();
     for round in 0..ROUNDS {
-        let mut children: Vec<_> = (0..2)
-            .map(|_| spawn_child("crash::child_forever", &dir))
-            .collect();
-        std::thread::sleep(Duration::from_micros(fastrand::u64(3_000..40_000)));
-        for child in &mut children {
-            child.kill().expect("SIGKILL");
-        }
-        for mut child in children {
-            child.wait().expect("reap");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Some((_, id)) = line.split_once("FILED ") {
-                    assert!(
-                        filed.insert(id.trim().to_owned()),
-                        "round {round}: {id} filed twice"
-                    );
-                }
+        for line in CHILDREN.kill_round("crash::child_forever", &dir, 2, 3_000..40_000) {
+            if let Some((_, id)) = line.split_once("FILED ") {
+                assert!(
+                    filed.insert(id.trim().to_owned()),
+                    "round {round}: {id} filed twice"
+                );
             }
         }
         if round % 25 == 24 {

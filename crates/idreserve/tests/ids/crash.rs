@@ -2,12 +2,11 @@
 //! of them printed is unique, and the final counter is at least the highest ID printed.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::time::Duration;
+use std::io::Write;
 
 use idreserve::{Config, Store};
 
-use crate::util::{child_param, spawn_child};
+use crate::util::{CHILDREN, child_param};
 
 const KILLS: usize = 200;
 
@@ -18,21 +17,11 @@ fn sigkilled_reservers_never_duplicate_an_id() {
     let mut seen = BTreeSet::new();
     for round in 0..KILLS {
         // Two reservers at once, so kills also land while one waits for the other's lock.
-        let mut children: Vec<_> = (0..2)
-            .map(|_| spawn_child("crash::child_forever", &dir.path().display().to_string()))
-            .collect();
-        std::thread::sleep(Duration::from_micros(fastrand::u64(2_000..25_000)));
-        for child in &mut children {
-            child.kill().expect("SIGKILL");
-        }
-        for mut child in children {
-            child.wait().expect("reap");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Some((_, id)) = line.split_once("ID ") {
-                    let n: u64 = id.strip_prefix("SEC-").expect("SEC id").parse().expect("n");
-                    assert!(seen.insert(n), "round {round}: SEC-{n} handed out twice");
-                }
+        let param = dir.path().display().to_string();
+        for line in CHILDREN.kill_round("crash::child_forever", &param, 2, 2_000..25_000) {
+            if let Some((_, id)) = line.split_once("ID ") {
+                let n: u64 = id.strip_prefix("SEC-").expect("SEC id").parse().expect("n");
+                assert!(seen.insert(n), "round {round}: SEC-{n} handed out twice");
             }
         }
     }
