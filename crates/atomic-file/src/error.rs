@@ -63,6 +63,22 @@ pub enum ErrorKind {
         /// Why the path was refused.
         reason: &'static str,
     },
+    /// Inside a [`Dir`](crate::dir::Dir), the entry is not of the expected type: a symlink
+    /// (never followed), a FIFO, a directory where a file belongs, or the other way round.
+    /// Nothing was opened through it, written or removed.
+    WrongType {
+        /// What is there.
+        found: crate::dir::FileKind,
+        /// What was expected.
+        expected: crate::dir::FileKind,
+    },
+    /// The file is longer than the reader's limit; nothing was allocated for it.
+    TooLarge {
+        /// Its length in bytes.
+        len: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 /// A step of the replace, read, lock or recovery protocol, for error messages.
@@ -93,6 +109,14 @@ pub enum Step {
     ListDir,
     /// Removing a leftover temp file during recovery.
     RemoveTemp,
+    /// Opening a file or directory.
+    Open,
+    /// Creating a directory.
+    CreateDir,
+    /// Removing a file or directory.
+    Remove,
+    /// Giving a new file or directory its directory's owner and group.
+    Chown,
 }
 
 impl fmt::Display for Step {
@@ -110,6 +134,10 @@ impl fmt::Display for Step {
             Step::Lock => "lock the lock file",
             Step::ListDir => "list the directory",
             Step::RemoveTemp => "remove a leftover temp file",
+            Step::Open => "open",
+            Step::CreateDir => "create the directory",
+            Step::Remove => "remove",
+            Step::Chown => "give the directory's owner and group to a new entry",
         })
     }
 }
@@ -162,6 +190,19 @@ impl Error {
     pub fn is_corrupt(&self) -> bool {
         matches!(self.kind, ErrorKind::Corrupt(_))
     }
+
+    /// True when the data on disk cannot be trusted: damaged ([`ErrorKind::Corrupt`]),
+    /// undecodable ([`ErrorKind::Decode`]), of the wrong type ([`ErrorKind::WrongType`]) or
+    /// too large to be ours ([`ErrorKind::TooLarge`]).
+    pub fn is_damaged(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Corrupt(_)
+                | ErrorKind::Decode { .. }
+                | ErrorKind::WrongType { .. }
+                | ErrorKind::TooLarge { .. }
+        )
+    }
 }
 
 impl fmt::Display for Error {
@@ -193,6 +234,15 @@ impl fmt::Display for Error {
                 lock_path.display()
             ),
             ErrorKind::InvalidPath { reason } => write!(f, "cannot use {path}: {reason}"),
+            ErrorKind::WrongType { found, expected } => write!(
+                f,
+                "{path} is {found}, not {expected} as expected; it was not followed, opened or \
+                 changed (a repository can hold planted links): remove or replace it by hand"
+            ),
+            ErrorKind::TooLarge { len, limit } => write!(
+                f,
+                "{path} is {len} bytes, more than the {limit} bytes allowed; it was not read"
+            ),
         }
     }
 }
@@ -212,7 +262,10 @@ impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
         let kind = match &err.kind {
             ErrorKind::Io { source, .. } => source.kind(),
-            ErrorKind::Corrupt(_) | ErrorKind::Decode { .. } => io::ErrorKind::InvalidData,
+            ErrorKind::Corrupt(_)
+            | ErrorKind::Decode { .. }
+            | ErrorKind::WrongType { .. }
+            | ErrorKind::TooLarge { .. } => io::ErrorKind::InvalidData,
             ErrorKind::Encode { .. } | ErrorKind::InvalidPath { .. } => io::ErrorKind::InvalidInput,
             ErrorKind::LockTimeout { .. } => io::ErrorKind::TimedOut,
         };

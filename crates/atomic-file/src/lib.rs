@@ -65,6 +65,8 @@
 #![deny(missing_docs)]
 
 pub mod checksum;
+#[cfg(unix)]
+pub mod dir;
 mod error;
 mod imp;
 mod lock;

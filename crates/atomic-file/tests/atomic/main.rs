@@ -8,6 +8,8 @@
 
 mod adversarial;
 mod crash;
+#[cfg(unix)]
+mod hostile_dir;
 mod multiprocess;
 mod props;
 mod util;
