@@ -206,7 +206,7 @@ impl Dir {
 
     fn from_fd(fd: OwnedFd, path: PathBuf) -> Result<Dir> {
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io(&path, Step::Inspect, e.into()))?;
-        let kind = FileKind::of_mode(stat.st_mode as u32);
+        let kind = stat_kind(&stat);
         if kind != FileKind::Dir {
             return Err(wrong_type(path, kind, FileKind::Dir));
         }
@@ -235,7 +235,7 @@ impl Dir {
     pub fn kind(&self, name: impl AsRef<OsStr>) -> Result<Option<FileKind>> {
         let name = component(&self.path, name.as_ref())?;
         match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => Ok(Some(FileKind::of_mode(stat.st_mode as u32))),
+            Ok(stat) => Ok(Some(stat_kind(&stat))),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(Error::io(self.join(name), Step::Inspect, e.into())),
         }
@@ -371,7 +371,7 @@ impl Dir {
             Err(e) => return Err(Error::io(path, Step::Open, e.into())),
         };
         let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io(&path, Step::Inspect, e.into()))?;
-        let kind = FileKind::of_mode(stat.st_mode as u32);
+        let kind = stat_kind(&stat);
         if kind != FileKind::File {
             return Err(wrong_type(path, kind, FileKind::File));
         }
@@ -437,11 +437,11 @@ impl Dir {
         let path = self.join(name);
         let mode = match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => {
-                let kind = FileKind::of_mode(stat.st_mode as u32);
+                let kind = stat_kind(&stat);
                 if kind != FileKind::File {
                     return Err(wrong_type(path, kind, FileKind::File));
                 }
-                Some(stat.st_mode as u32 & 0o777)
+                Some(stat_mode(&stat) & 0o777)
             }
             Err(rustix::io::Errno::NOENT) => None,
             Err(e) => return Err(Error::io(path, Step::Inspect, e.into())),
@@ -676,13 +676,23 @@ fn open_dir_error(
         rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP | rustix::io::Errno::MLINK
     ) {
         if let Some(stat) = lstat() {
-            let kind = FileKind::of_mode(stat.st_mode as u32);
+            let kind = stat_kind(&stat);
             if kind != FileKind::Dir {
                 return wrong_type(path.to_path_buf(), kind, FileKind::Dir);
             }
         }
     }
     Error::io(path, Step::Open, errno.into())
+}
+
+/// The permission and type bits of a `stat` (`st_mode` is not `u32` on every platform).
+#[allow(clippy::unnecessary_cast)]
+fn stat_mode(stat: &rustix::fs::Stat) -> u32 {
+    stat.st_mode as u32
+}
+
+fn stat_kind(stat: &rustix::fs::Stat) -> FileKind {
+    FileKind::of_mode(stat_mode(stat))
 }
 
 fn wrong_type(path: PathBuf, found: FileKind, expected: FileKind) -> Error {

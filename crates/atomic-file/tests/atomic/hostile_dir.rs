@@ -55,14 +55,14 @@ fn a_symlinked_subdirectory_is_refused_and_its_target_untouched() {
     let (v, before) = victim(tmp.path());
     let root = Dir::create(tmp.path().join(".state")).expect("root");
     symlink(&v, root.join("staging")).expect("link");
-    let err = root.create_dir("staging").unwrap_err();
+    let err = root.create_dir("staging").expect_err("must be refused");
     assert_eq!(
         wrong_type(&err),
         Some((FileKind::Symlink, FileKind::Dir)),
         "{err}"
     );
     assert!(err.to_string().contains("staging"), "{err}");
-    let err = root.open_dir("staging").unwrap_err();
+    let err = root.open_dir("staging").expect_err("must be refused");
     assert_eq!(wrong_type(&err), Some((FileKind::Symlink, FileKind::Dir)));
     // Removing the link as if it were a file is refused too: it is not a regular file.
     assert!(root.remove_file("staging").is_err());
@@ -80,13 +80,13 @@ fn a_symlinked_root_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (v, before) = victim(tmp.path());
     symlink(&v, tmp.path().join(".state")).expect("link");
-    let err = Dir::open(tmp.path().join(".state")).unwrap_err();
+    let err = Dir::open(tmp.path().join(".state")).expect_err("must be refused");
     assert_eq!(
         wrong_type(&err),
         Some((FileKind::Symlink, FileKind::Dir)),
         "{err}"
     );
-    let err = Dir::create(tmp.path().join(".state")).unwrap_err();
+    let err = Dir::create(tmp.path().join(".state")).expect_err("must be refused");
     assert_eq!(
         wrong_type(&err),
         Some((FileKind::Symlink, FileKind::Dir)),
@@ -106,25 +106,27 @@ fn symlinked_files_are_never_read_written_appended_or_removed_through() {
     symlink("../victim/GAP-1.yaml", root.join("rel")).expect("link");
     symlink(v.join("created-by-us"), root.join("dangling")).expect("link");
     for name in ["abs", "rel", "dangling"] {
-        let e = root.read(name, 1 << 20).unwrap_err();
+        let e = root.read(name, 1 << 20).expect_err("must be refused");
         assert_eq!(
             wrong_type(&e),
             Some((FileKind::Symlink, FileKind::File)),
             "{name}: {e}"
         );
-        let e = root.write(name, b"pwned", &opts).unwrap_err();
+        let e = root
+            .write(name, b"pwned", &opts)
+            .expect_err("must be refused");
         assert_eq!(
             wrong_type(&e),
             Some((FileKind::Symlink, FileKind::File)),
             "{name}: {e}"
         );
-        let e = root.open_append(name).unwrap_err();
+        let e = root.open_append(name).expect_err("must be refused");
         assert_eq!(
             wrong_type(&e),
             Some((FileKind::Symlink, FileKind::File)),
             "{name}: {e}"
         );
-        let e = root.open_lock(name).unwrap_err();
+        let e = root.open_lock(name).expect_err("must be refused");
         assert_eq!(
             wrong_type(&e),
             Some((FileKind::Symlink, FileKind::File)),
@@ -155,25 +157,29 @@ fn a_fifo_where_a_file_belongs_is_refused_at_once() {
     let root = Dir::create(tmp.path().join(".state")).expect("root");
     mkfifo(&root.join("index.log"));
     let started = Instant::now();
-    let e = root.read("index.log", 1 << 20).unwrap_err();
+    let e = root
+        .read("index.log", 1 << 20)
+        .expect_err("must be refused");
     assert_eq!(
         wrong_type(&e),
         Some((FileKind::Fifo, FileKind::File)),
         "{e}"
     );
-    let e = root.open_append("index.log").unwrap_err();
+    let e = root.open_append("index.log").expect_err("must be refused");
     assert_eq!(
         wrong_type(&e),
         Some((FileKind::Fifo, FileKind::File)),
         "{e}"
     );
-    let e = root.open_lock("index.log").unwrap_err();
+    let e = root.open_lock("index.log").expect_err("must be refused");
     assert_eq!(
         wrong_type(&e),
         Some((FileKind::Fifo, FileKind::File)),
         "{e}"
     );
-    let e = root.write("index.log", b"x", &Options::new()).unwrap_err();
+    let e = root
+        .write("index.log", b"x", &Options::new())
+        .expect_err("must be refused");
     assert_eq!(
         wrong_type(&e),
         Some((FileKind::Fifo, FileKind::File)),
@@ -191,14 +197,16 @@ fn a_directory_where_a_file_belongs_and_the_other_way_round() {
     let root = Dir::create(tmp.path().join(".state")).expect("root");
     fs::create_dir(root.join("GAP-OP-8.yaml")).expect("dir");
     fs::write(root.join("gaps"), b"a file").expect("file");
-    let e = root.read("GAP-OP-8.yaml", 1 << 20).unwrap_err();
+    let e = root
+        .read("GAP-OP-8.yaml", 1 << 20)
+        .expect_err("must be refused");
     assert_eq!(wrong_type(&e), Some((FileKind::Dir, FileKind::File)), "{e}");
     let e = root
         .write("GAP-OP-8.yaml", b"x", &Options::new())
-        .unwrap_err();
+        .expect_err("must be refused");
     assert_eq!(wrong_type(&e), Some((FileKind::Dir, FileKind::File)), "{e}");
     assert!(root.remove_file("GAP-OP-8.yaml").is_err());
-    let e = root.create_dir("gaps").unwrap_err();
+    let e = root.create_dir("gaps").expect_err("must be refused");
     assert_eq!(wrong_type(&e), Some((FileKind::File, FileKind::Dir)), "{e}");
     assert!(root.join("GAP-OP-8.yaml").is_dir());
 }
@@ -220,7 +228,7 @@ fn reads_are_bounded_before_allocating() {
     let root = Dir::create(tmp.path().join(".state")).expect("root");
     let f = fs::File::create(root.join("huge")).expect("create");
     f.set_len(1 << 40).expect("sparse 1 TiB");
-    let e = root.read("huge", 1 << 20).unwrap_err();
+    let e = root.read("huge", 1 << 20).expect_err("must be refused");
     assert!(
         matches!(e.kind(), ErrorKind::TooLarge { len, limit } if *len == 1 << 40 && *limit == 1 << 20),
         "{e}"
@@ -258,7 +266,11 @@ fn write_replaces_keeps_the_mode_and_checksums() {
     let last = raw.len() - 1;
     raw[last] ^= 1;
     fs::write(root.join("a"), raw).expect("write");
-    assert!(root.read_with("a", &opts, 100).unwrap_err().is_corrupt());
+    assert!(
+        root.read_with("a", &opts, 100)
+            .expect_err("must be refused")
+            .is_corrupt()
+    );
 }
 
 #[test]
