@@ -97,7 +97,7 @@ pub(crate) fn replace(path: &Path, parts: &[&[u8]], durability: Durability) -> R
         if let Some(meta) = &target.meta {
             // After the last write, which would clear set-ID bits (see `copy_metadata`).
             fault::check(Step::CopyPermissions)
-                .and_then(|()| imp::copy_metadata(file, meta))
+                .and_then(|()| imp::copy_metadata(file, meta, &target.path))
                 .map_err(fail(Step::CopyPermissions))?;
         }
         if durability == Durability::Full {

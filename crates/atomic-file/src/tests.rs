@@ -531,3 +531,69 @@ fn recover_on_a_missing_directory_names_it() {
     assert_eq!(err.step(), Some(Step::ListDir));
     assert!(err.to_string().contains("gone"));
 }
+
+#[test]
+fn yaml_alias_bombs_are_refused_fast_and_small() {
+    // Nine levels of ten aliases each: 10^9 strings if expanded.
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let (prev, next) = (w[0], w[1]);
+        let refs = vec![format!("*{prev}"); 10].join(",");
+        bomb.push_str(&format!("{next}: &{next} [{refs}]\n"));
+    }
+    let started = std::time::Instant::now();
+    let err = Format::Yaml
+        .decode::<serde_yaml::Value>("bomb.yaml", bomb.as_bytes())
+        .expect_err("an alias bomb must be refused");
+    assert!(err.to_string().contains("aliases"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Modest, legitimate aliases still decode.
+    let ok = "base: &b {severity: high}\none: *b\ntwo: *b\n";
+    let v: serde_yaml::Value = Format::Yaml
+        .decode("ok.yaml", ok.as_bytes())
+        .expect("decode");
+    assert_eq!(v["two"]["severity"], serde_yaml::Value::from("high"));
+    // A tagged value walks too.
+    let _: serde_yaml::Value = Format::Yaml.decode("t.yaml", b"x: !Tag 3\n").expect("tag");
+}
+
+/// `write` keeps the replaced file's ACL and extended attributes. Needs `setfacl`/`setfattr`
+/// (Debian's `acl` and `attr`, which `.ci/run` installs) and a file system with xattrs.
+#[cfg(target_os = "linux")]
+#[test]
+fn write_keeps_acls_and_extended_attributes() {
+    use std::process::Command;
+    let d = tempfile::tempdir().expect("tmp");
+    let path = d.path().join("secret.txt");
+    std::fs::write(&path, b"old").expect("write");
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .output()
+            .expect("run setfacl/setfattr/getfacl (apt install acl attr)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(Command::new("setfacl")
+        .args(["-m", "u:nobody:r,m::r"])
+        .arg(&path));
+    run(Command::new("setfattr")
+        .args(["-n", "user.origin", "-v", "agent-7"])
+        .arg(&path));
+    let acl_before = run(Command::new("getfacl").arg("--omit-header").arg(&path));
+    assert!(acl_before.contains("user:nobody:r--"), "{acl_before}");
+    write(&path, b"new").expect("replace");
+    assert_eq!(std::fs::read(&path).expect("read"), b"new");
+    let acl_after = run(Command::new("getfacl").arg("--omit-header").arg(&path));
+    assert_eq!(acl_after, acl_before);
+    let attr = run(Command::new("getfattr")
+        .args(["--only-values", "-n", "user.origin"])
+        .arg(&path));
+    assert_eq!(attr, "agent-7");
+}

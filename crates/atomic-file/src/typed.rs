@@ -18,6 +18,146 @@ use crate::error::{Error, ErrorKind, Result};
 /// levels anyway, so deeper input is refused before parsing.
 const MAX_YAML_FLOW_DEPTH: usize = 256;
 
+/// Bounds what a YAML document may expand to through aliases (`&a` ... `*a`).
+///
+/// The parser replays an alias's events wherever it is used, so a 16 KB file of nested
+/// aliases ("billion laughs") expands to gigabytes. Before decoding for real, a first pass
+/// walks the document as the decoder would — aliases expanded — with a visitor that stores
+/// nothing and charges every node and every byte of scalar text against a budget proportional
+/// to the input: [`BUDGET_FACTOR`] × its length plus [`BUDGET_BASE`]. A document without
+/// aliases costs at most about its own length plus 8 per node, so only expansion can exhaust
+/// it; the pass stops at the first node past the budget, so time and memory stay bounded by
+/// the input's size.
+mod yaml_budget {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess,
+        Visitor,
+    };
+
+    /// Budget per input byte.
+    pub const BUDGET_FACTOR: u64 = 16;
+    /// Budget of every document, whatever its size.
+    pub const BUDGET_BASE: u64 = 64 * 1024;
+    /// What one node costs besides its text.
+    const NODE: u64 = 8;
+
+    /// `Ok` if `bytes` stays within its budget (or is not valid YAML, which the real decode
+    /// reports with its own message).
+    pub fn check(bytes: &[u8]) -> Result<(), String> {
+        let limit = BUDGET_BASE.saturating_add(BUDGET_FACTOR.saturating_mul(bytes.len() as u64));
+        let left = Cell::new(limit);
+        let exceeded = Cell::new(false);
+        let de = serde_yaml::Deserializer::from_slice(bytes);
+        match (Budget {
+            left: &left,
+            exceeded: &exceeded,
+        })
+        .deserialize(de)
+        {
+            Err(_) if exceeded.get() => Err(format!(
+                "it expands to more than {limit} bytes of values through YAML aliases \
+                 (`*name`); write the values out, or remove the aliases"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Budget<'a> {
+        left: &'a Cell<u64>,
+        exceeded: &'a Cell<bool>,
+    }
+
+    impl Budget<'_> {
+        fn charge<E: de::Error>(self, cost: u64) -> Result<(), E> {
+            match self.left.get().checked_sub(cost) {
+                Some(left) => {
+                    self.left.set(left);
+                    Ok(())
+                }
+                None => {
+                    self.exceeded.set(true);
+                    Err(E::custom("YAML alias expansion exceeds the budget"))
+                }
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Budget<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+            de.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Budget<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any YAML value")
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+            self.charge(NODE.saturating_add(v.len() as u64))
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
+            self.charge(NODE.saturating_add(v.len() as u64))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<(), E> {
+            self.charge(NODE)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+            self.charge(NODE)?;
+            de.deserialize_any(self)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+            self.charge(NODE)?;
+            de.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            self.charge(NODE)?;
+            while seq.next_element_seed(self)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            self.charge(NODE)?;
+            while map.next_key_seed(self)?.is_some() {
+                map.next_value_seed(self)?;
+            }
+            Ok(())
+        }
+        fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+            // A tagged value (`!Tag value`).
+            self.charge(NODE)?;
+            let ((), variant) = data.variant_seed(self)?;
+            variant.newtype_variant_seed(self)
+        }
+    }
+}
+
 /// An upper bound of the flow-collection nesting depth of YAML text (brackets inside quoted
 /// strings are counted too, which can only over-estimate).
 fn flow_depth(bytes: &[u8]) -> usize {
@@ -124,7 +264,8 @@ impl Format {
             Format::Yaml if flow_depth(bytes) > MAX_YAML_FLOW_DEPTH => Err(format!(
                 "flow collections ({{ or [) are nested more than {MAX_YAML_FLOW_DEPTH} deep"
             )),
-            Format::Yaml => serde_yaml::from_slice(bytes).map_err(|e| e.to_string()),
+            Format::Yaml => yaml_budget::check(bytes)
+                .and_then(|()| serde_yaml::from_slice(bytes).map_err(|e| e.to_string())),
         };
         decoded.map_err(|message| {
             Error::new(

@@ -10,7 +10,7 @@ pub fn create_temp(path: &Path, _private: bool) -> io::Result<File> {
 }
 
 /// Copies the read-only flag, the only permission `std` knows here.
-pub fn copy_metadata(temp: &File, target: &Metadata) -> io::Result<()> {
+pub fn copy_metadata(temp: &File, target: &Metadata, _target_path: &Path) -> io::Result<()> {
     temp.set_permissions(target.permissions())
 }
 

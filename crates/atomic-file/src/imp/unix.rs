@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ pub fn create_temp(path: &Path, private: bool) -> io::Result<File> {
 /// unprivileged process writes a file or changes its owner, so the mode must come last. Until
 /// then the file is `0o600` (see [`create_temp`]). A set-user-ID (set-group-ID) bit is dropped
 /// when the owner (group) could not be kept, so that no file becomes set-ID for someone else.
-pub fn copy_metadata(temp: &File, target: &Metadata) -> io::Result<()> {
+pub fn copy_metadata(temp: &File, target: &Metadata, target_path: &Path) -> io::Result<()> {
     let (uid, gid) = (target.uid(), target.gid());
     let mut mode = target.mode() & 0o7777;
     let (euid, egid) = (
@@ -48,7 +49,71 @@ pub fn copy_metadata(temp: &File, target: &Metadata) -> io::Result<()> {
             }
         }
     }
-    temp.set_permissions(fs::Permissions::from_mode(mode))
+    temp.set_permissions(fs::Permissions::from_mode(mode))?;
+    copy_xattrs(temp, target_path)
+}
+
+/// Copies the replaced file's extended attributes — POSIX ACLs (`system.posix_acl_access`)
+/// among them — to the temp file, after its mode, so that a file readable by one user only
+/// does not become readable by others when it is replaced. An ACL or `user.` attribute that
+/// cannot be copied fails the write (the target stays as it was); `security.` and `trusted.`
+/// attributes that this process may not set are left to the system (SELinux labels a new
+/// file itself). A file system without extended attributes has none to copy.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn copy_xattrs(temp: &File, target: &Path) -> io::Result<()> {
+    use rustix::io::Errno;
+    // Both sizes are asked first, then read; a list that changed meanwhile is read again.
+    let names = loop {
+        let len = match rustix::fs::llistxattr_query(target) {
+            Ok(0) => return Ok(()),
+            Ok(len) => len,
+            Err(Errno::NOTSUP) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = vec![0u8; len];
+        match rustix::fs::llistxattr(target, &mut names[..]) {
+            Ok(n) => {
+                names.truncate(n);
+                break names;
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::OsStr::from_bytes(name);
+        let value = loop {
+            let len = match rustix::fs::lgetxattr_query(target, name) {
+                Ok(len) => len,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            };
+            let mut value = vec![0u8; len];
+            match rustix::fs::lgetxattr(target, name, &mut value[..]) {
+                Ok(n) => {
+                    value.truncate(n);
+                    break Some(value);
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let Some(value) = value else { continue };
+        let optional =
+            name.as_bytes().starts_with(b"security.") || name.as_bytes().starts_with(b"trusted.");
+        match rustix::fs::fsetxattr(temp, name, &value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::PERM | Errno::ACCESS | Errno::NOTSUP) if optional => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn copy_xattrs(_temp: &File, _target: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// Gives a newly created lock file the data file's owner and group, so that a lock file made

@@ -26,7 +26,7 @@ pub fn create_temp(path: &Path, _private: bool) -> io::Result<File> {
 }
 
 /// `ReplaceFileW` keeps the replaced file's attributes and ACLs itself.
-pub fn copy_metadata(_temp: &File, _target: &Metadata) -> io::Result<()> {
+pub fn copy_metadata(_temp: &File, _target: &Metadata, _target_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
