@@ -15,7 +15,7 @@ use gapreg::{GapSpec, LoopSpec, Registry, Severity, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::output::fancy_stderr;
+use crate::output::{eprint_escaped, escape_text, fancy_stderr};
 
 const LOOP_ID: &str = "LOOP-DEMO";
 const BATCH: usize = 5;
@@ -64,10 +64,10 @@ pub fn run(agents: u32) -> Result {
     let outcome = run_in(&dir, agents);
     match &outcome {
         Ok(()) => std::fs::remove_dir_all(&dir)?,
-        Err(_) => eprintln!(
+        Err(_) => eprint_escaped(&format!(
             "gapreg: the demo registry is kept for inspection in {}",
             dir.display()
-        ),
+        )),
     }
     outcome
 }
@@ -83,10 +83,10 @@ fn run_in(repo: &Path, agents: u32) -> Result {
         objective: "Show many agents sharing one registry".into(),
         depends_on: Vec::new(),
     })?;
-    eprintln!(
+    eprint_escaped(&format!(
         "gapreg: demo registry {}; starting {agents} agent processes",
         registry.dir().display()
-    );
+    ));
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let children = (0..agents)
@@ -122,7 +122,7 @@ fn run_in(repo: &Path, agents: u32) -> Result {
     let elapsed = started.elapsed();
 
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(registry.render()?.as_bytes())?;
+    stdout.write_all(escape_text(&registry.render()?).as_bytes())?;
     let checks = verify(&registry, &reports, agents)?;
     writeln!(
         stdout,
@@ -311,7 +311,30 @@ pub fn agent(name: &str, repo: &Path) -> Result {
         });
     }
 
-    for gap in registry.ready()?.into_iter().take(6) {
+    claim_ready_gaps(&registry, name, &mut report)?;
+    println!("REPORT {}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Gaps an agent claims: the first it completes, the second it keeps.
+const CLAIMS_PER_AGENT: usize = 2;
+/// Claims an agent tries before it gives up looking (every one lost to another agent).
+const MAX_CLAIM_ATTEMPTS: usize = 12;
+
+/// Claims up to [`CLAIMS_PER_AGENT`] ready gaps. A claim that lost a race (another agent
+/// claimed or completed the gap between `ready` and `claim`) is a conflict, not a failure:
+/// the agent reads `ready` again and tries the next gap it has not tried yet.
+fn claim_ready_gaps(registry: &Registry, name: &str, report: &mut Report) -> Result {
+    let mut tried = BTreeSet::new();
+    while report.claimed.len() < CLAIMS_PER_AGENT && tried.len() < MAX_CLAIM_ATTEMPTS {
+        let next = registry
+            .ready()?
+            .into_iter()
+            .find(|gap| !tried.contains(&gap.id));
+        let Some(gap) = next else {
+            break;
+        };
+        tried.insert(gap.id.clone());
         match registry.claim(&gap.id, name, Some(Duration::from_secs(600))) {
             Ok(_) => {
                 report.claimed.push(gap.id.clone());
@@ -320,13 +343,9 @@ pub fn agent(name: &str, repo: &Path) -> Result {
                     report.completed.push(gap.id);
                 }
             }
-            Err(e) if matches!(e.kind(), gapreg::ErrorKind::Conflict { .. }) => {}
+            Err(e) if crate::gaps::lost_race(registry, &gap.id, &e).is_some() => {}
             Err(e) => return Err(e.into()),
         }
-        if report.claimed.len() == 2 {
-            break;
-        }
     }
-    println!("REPORT {}", serde_json::to_string(&report)?);
     Ok(())
 }

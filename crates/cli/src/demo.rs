@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use atomic_file::{Format, Options};
 
+use crate::output::{eprint_escaped, escape, escape_path};
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// The counter file the workers share.
@@ -31,10 +33,10 @@ pub fn run(workers: u32, updates: u32) -> Result<()> {
 fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
     let exe = std::env::current_exe()?;
     let counter = dir.join("counter.json");
-    eprintln!(
+    eprint_escaped(&format!(
         "gapreg: {workers} processes x {updates} locked updates of {}",
         counter.display()
-    );
+    ));
     let started = Instant::now();
     let children = (0..workers)
         .map(|_| {
@@ -78,18 +80,20 @@ fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
     let report = atomic_file::recover(dir)?;
     println!(
         "kill -9 mid-write: {} left {}; recovery removed {} leftover temp file(s)",
-        big.display(),
+        escape_path(&big),
         intact.as_ref().map_or("a damaged file", |s| s),
         report.removed.len()
     );
 
     let damaged = dir.join("damaged.json");
     let mut bytes = std::fs::read(&counter)?;
-    let last = bytes.len() - 2;
+    let Some(last) = bytes.len().checked_sub(2) else {
+        return Err(format!("{} is too short to damage", escape_path(&counter)).into());
+    };
     bytes[last] ^= 0x01;
     std::fs::write(&damaged, &bytes)?;
     match opts().read(&damaged) {
-        Err(e) if e.is_corrupt() => println!("bit flip detected: {e}"),
+        Err(e) if e.is_corrupt() => println!("bit flip detected: {}", escape(&e.to_string())),
         other => return Err(format!("a bit flip went unnoticed: {other:?}").into()),
     }
     if total.value != expected || intact.is_err() {

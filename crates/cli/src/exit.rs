@@ -7,7 +7,7 @@
 //! | 2 | usage error (bad arguments; printed by clap) |
 //! | 3 | invalid input: a bad value, unknown prefix or status, unreserved id, path escaping the root, dependency cycle, invalid batch entry |
 //! | 4 | not found: no registry, unknown gap, loop or lease |
-//! | 5 | conflict: lease overlap, gap already claimed, id already used |
+//! | 5 | conflict: lease overlap, gap already claimed or closed (a lost race), id already used |
 //! | 6 | corrupt data on disk |
 //! | 75 | busy: a lock wait timed out; try again later |
 
@@ -23,7 +23,7 @@ Exit codes:
   3   invalid input (bad value, unknown prefix or status, unreserved id, path escaping the
       root, dependency cycle, invalid batch entry)
   4   not found (no registry, unknown gap, loop or lease)
-  5   conflict (lease overlap, gap already claimed, id already used)
+  5   conflict (lease overlap, gap already claimed or closed, id already used)
   6   corrupt data on disk
   75  busy (a lock wait timed out; try again later)";
 

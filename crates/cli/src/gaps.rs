@@ -10,7 +10,7 @@ use gapreg::{Filter, Gap, GapSpec, GapSummary, LoopSpec, Registry, Severity, Sta
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::output::{Output, table};
+use crate::output::{Output, escape, escape_path, escape_text, path_json, table};
 use crate::{Global, Result, exit};
 
 /// `gapreg loop` subcommands.
@@ -209,6 +209,20 @@ fn gap_rows(gaps: &[GapSummary]) -> Vec<Vec<String>> {
 
 const GAP_HEADER: [&str; 6] = ["ID", "STATUS", "SEVERITY", "LOOP", "CLAIMED BY", "TITLE"];
 
+/// A list of ids or tags for one line of human text.
+fn joined(items: &[String]) -> String {
+    escape(&items.join(", ")).into_owned()
+}
+
+/// The JSON object of a loop, its path as [`path_json`] prints it.
+fn loop_json(l: &gapreg::Loop) -> Result<Value> {
+    let mut pathless = l.clone();
+    pathless.path = PathBuf::new();
+    let mut v = serde_json::to_value(pathless)?;
+    v["path"] = path_json(&l.path);
+    Ok(v)
+}
+
 fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
     let out = Output {
         quiet: false,
@@ -219,30 +233,37 @@ fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
             writeln!(
                 w,
                 "{} [{}, {}] {}",
-                gap.id, gap.status, gap.severity, gap.title
+                escape(&gap.id),
+                gap.status,
+                gap.severity,
+                escape(&gap.title)
             )?;
             if let Some(l) = &gap.parent_loop {
-                writeln!(w, "  loop:       {l}")?;
+                writeln!(w, "  loop:       {}", escape(l))?;
             }
             if !gap.depends_on.is_empty() {
-                writeln!(w, "  depends on: {}", gap.depends_on.join(", "))?;
+                writeln!(w, "  depends on: {}", joined(&gap.depends_on))?;
             }
             if let Some(c) = &gap.claimant {
-                writeln!(w, "  claimed by: {c}")?;
+                writeln!(w, "  claimed by: {}", escape(c))?;
             }
             if !gap.tags.is_empty() {
-                writeln!(w, "  tags:       {}", gap.tags.join(", "))?;
+                writeln!(w, "  tags:       {}", joined(&gap.tags))?;
             }
             writeln!(w, "  revision:   {}", gap.revision)?;
             if !gap.description.is_empty() {
-                writeln!(w, "\n{}", gap.description)?;
+                // The one field printed over several lines on purpose.
+                writeln!(w, "\n{}", escape_text(&gap.description))?;
             }
             Ok(())
         } else {
             writeln!(
                 w,
-                "{verb} {} (now {}, revision {})",
-                gap.id, gap.status, gap.revision
+                "{} {} (now {}, revision {})",
+                escape(verb),
+                escape(&gap.id),
+                gap.status,
+                gap.revision
             )
         }
     })?)
@@ -254,10 +275,11 @@ pub fn init(out: Output, dir: Option<PathBuf>) -> Result {
         Some(dir) => dir,
         None => std::env::current_dir()?,
     };
+    out.check_json_path("the directory", &dir)?;
     let registry = Registry::init(&dir, gapreg::Config::default())?;
-    let doc = json!({ "registry": registry.dir() });
+    let doc = json!({ "registry": path_json(registry.dir()) });
     Ok(out.show(&doc, |w| {
-        writeln!(w, "created {}", registry.dir().display())
+        writeln!(w, "created {}", escape_path(registry.dir()))
     })?)
 }
 
@@ -273,6 +295,7 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
             scope,
             depends_on,
         } => {
+            out.check_json_path("the loops directory", &registry.loops_dir())?;
             let l = registry.new_loop(LoopSpec {
                 id,
                 status: None,
@@ -282,13 +305,19 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
                 objective,
                 depends_on,
             })?;
-            out.show(&l, |w| {
-                writeln!(w, "created loop {} ({})", l.id, l.path.display())
+            out.show(&loop_json(&l)?, |w| {
+                writeln!(
+                    w,
+                    "created loop {} ({})",
+                    escape(&l.id),
+                    escape_path(&l.path)
+                )
             })?;
         }
         LoopCommand::List => {
             let all = registry.loops()?;
-            out.show(&all, |w| {
+            let doc = all.iter().map(loop_json).collect::<Result<Vec<_>>>()?;
+            out.show(&doc, |w| {
                 let rows: Vec<Vec<String>> = all
                     .iter()
                     .map(|l| {
@@ -310,15 +339,15 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
         }
         LoopCommand::Show { id } => {
             let l = registry.show_loop(&id)?;
-            out.show(&l, |w| {
-                writeln!(w, "{} [{}]", l.id, l.status)?;
+            out.show(&loop_json(&l)?, |w| {
+                writeln!(w, "{} [{}]", escape(&l.id), escape(&l.status))?;
                 if let Some(o) = &l.objective {
-                    writeln!(w, "  objective:  {o}")?;
+                    writeln!(w, "  objective:  {}", escape(o))?;
                 }
                 if !l.depends_on.is_empty() {
-                    writeln!(w, "  depends on: {}", l.depends_on.join(", "))?;
+                    writeln!(w, "  depends on: {}", joined(&l.depends_on))?;
                 }
-                writeln!(w, "  file:       {}", l.path.display())
+                writeln!(w, "  file:       {}", escape_path(&l.path))
             })?;
         }
     }
@@ -338,7 +367,10 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
             std::io::stdin().read_to_end(&mut text)?;
         } else {
             text = std::fs::read(&batch).map_err(|e| {
-                exit::not_found(format!("cannot read batch file {}: {e}", batch.display()))
+                exit::not_found(format!(
+                    "cannot read batch file {}: {e}",
+                    escape_path(&batch)
+                ))
             })?;
         }
         let entries: Vec<BatchEntry> = serde_yaml_or_json(&text).map_err(|e| {
@@ -385,7 +417,8 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
         let gaps = registry.file_batch(specs)?;
         let doc: Vec<Value> = gaps.iter().map(gap_json).collect();
         out.show(&doc, |w| {
-            gaps.iter().try_for_each(|g| writeln!(w, "{}", g.id))
+            gaps.iter()
+                .try_for_each(|g| writeln!(w, "{}", escape(&g.id)))
         })?;
         return Ok(());
     }
@@ -402,7 +435,7 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
         ..GapSpec::default()
     };
     let gap = registry.file(spec)?;
-    out.show(&gap_json(&gap), |w| writeln!(w, "{}", gap.id))?;
+    out.show(&gap_json(&gap), |w| writeln!(w, "{}", escape(&gap.id)))?;
     Ok(())
 }
 
@@ -423,7 +456,7 @@ pub fn next_id(global: &Global, out: Output, prefix: &str) -> Result {
         quiet: false,
         ..out
     };
-    Ok(out.show(&json!({ "next": id }), |w| writeln!(w, "{id}"))?)
+    Ok(out.show(&json!({ "next": id }), |w| writeln!(w, "{}", escape(&id)))?)
 }
 
 /// `gapreg show ID`.
@@ -455,8 +488,56 @@ pub fn ready(global: &Global, out: Output) -> Result {
 
 /// `gapreg claim ID --agent A [--ttl D]`.
 pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Duration>) -> Result {
-    let gap = registry(global)?.claim(id, agent, ttl)?;
+    let registry = registry(global)?;
+    let gap = registry
+        .claim(id, agent, ttl)
+        .map_err(|e| claim_error(&registry, id, e))?;
     show_gap(out, &gap, &format!("{agent} claimed"))
+}
+
+/// Why a claim of gap `id` was refused, when the reason is a race that another agent won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostRace {
+    /// Another agent holds a live claim.
+    Claimed,
+    /// The gap is closed (complete or out of scope), most likely since the caller read it.
+    Closed(Status),
+}
+
+/// Whether `err`, returned by `registry.claim(id, …)`, means the claim lost a race: the gap
+/// was claimed by another agent or closed since the caller saw it `ready`. Such a claim is a
+/// conflict (exit 5) and an agent moves on to the next ready gap.
+///
+/// The library reports a closed gap as [`gapreg::ErrorKind::Invalid`] (`what` = `claim of
+/// ID`), the same kind as a bad agent name, so the gap is read again to tell them apart.
+pub fn lost_race(registry: &Registry, id: &str, err: &gapreg::Error) -> Option<LostRace> {
+    match err.kind() {
+        gapreg::ErrorKind::Conflict {
+            detail: gapreg::ConflictDetail::ClaimedBy { .. },
+            ..
+        } => Some(LostRace::Claimed),
+        gapreg::ErrorKind::Invalid { what, .. } if *what == format!("claim of {id}") => registry
+            .show(id)
+            .ok()
+            .filter(|gap| gap.status.is_closed())
+            .map(|gap| LostRace::Closed(gap.status)),
+        _ => None,
+    }
+}
+
+/// The error of a refused claim: a closed gap becomes a conflict (exit 5), like a gap claimed
+/// by another agent; anything else is the library's error as it is.
+fn claim_error(registry: &Registry, id: &str, err: gapreg::Error) -> Box<dyn std::error::Error> {
+    match lost_race(registry, id, &err) {
+        Some(LostRace::Closed(status)) => Box::new(exit::CliError {
+            code: exit::Code::Conflict,
+            message: format!(
+                "{id} is {status}, so there is nothing to claim (another agent may have closed \
+                 it since you read it); pick another gap (`gapreg ready`)"
+            ),
+        }),
+        _ => err.into(),
+    }
 }
 
 /// `gapreg unclaim ID --agent A`.
@@ -518,14 +599,21 @@ pub fn summary(global: &Global, out: Output) -> Result {
 }
 
 /// `gapreg render [--out FILE]`.
+///
+/// The markdown is text for people, in a terminal or in a file someone will `cat` or `git
+/// diff`: unsafe characters are escaped ([`escape_text`]) in both, so `--out` writes exactly
+/// what standard output shows. `--json` carries the library's text exactly.
 pub fn render(global: &Global, out: Output, file: Option<PathBuf>) -> Result {
+    if let Some(file) = &file {
+        out.check_json_path("the output file", file)?;
+    }
     let text = registry(global)?.render()?;
     match file {
         Some(file) => {
+            let text = escape_text(&text);
             gapreg::atomic_file::write(&file, text.as_bytes())?;
-            out.show(&json!({ "path": file, "bytes": text.len() }), |w| {
-                writeln!(w, "wrote {}", file.display())
-            })?;
+            let doc = json!({ "path": path_json(&file), "bytes": text.len() });
+            out.show(&doc, |w| writeln!(w, "wrote {}", escape_path(&file)))?;
         }
         None => {
             out.show(&json!({ "markdown": text }), |w| {
@@ -545,7 +633,7 @@ pub fn doctor(global: &Global, out: Output, repair: bool) -> Result {
     };
     out_all.show(&report, |w| {
         for f in &report.findings {
-            writeln!(w, "{f}")?;
+            writeln!(w, "{}", escape(&f.to_string()))?;
         }
         writeln!(
             w,

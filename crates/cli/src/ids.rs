@@ -6,7 +6,7 @@ use clap::Subcommand;
 use idreserve::Store;
 use serde_json::json;
 
-use crate::output::{Output, table};
+use crate::output::{Output, escape, path_json, table};
 use crate::{Global, Result};
 
 /// `gapreg ids` subcommands.
@@ -66,7 +66,7 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
                 ..out
             };
             out.show(&json!({ "ids": ids }), |w| {
-                ids.iter().try_for_each(|id| writeln!(w, "{id}"))
+                ids.iter().try_for_each(|id| writeln!(w, "{}", escape(id)))
             })?;
         }
         IdsCommand::Peek { prefix } => {
@@ -75,7 +75,7 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
                 quiet: false,
                 ..out
             };
-            out.show(&json!({ "next": id }), |w| writeln!(w, "{id}"))?;
+            out.show(&json!({ "next": id }), |w| writeln!(w, "{}", escape(&id)))?;
         }
         IdsCommand::Init {
             paths,
@@ -89,7 +89,7 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
                 .map(|(prefix, f)| {
                     let v = json!({
                         "highest": f.highest.to_string(),
-                        "file": f.file,
+                        "file": path_json(&f.file),
                         "old_counter": f.old_counter,
                         "new_counter": f.new_counter,
                     });
@@ -114,7 +114,7 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
         IdsCommand::Validate { id } => {
             let id = store.validate(&id)?.to_string();
             out.show(&json!({ "id": id, "reserved": true }), |w| {
-                writeln!(w, "{id} was reserved")
+                writeln!(w, "{} was reserved", escape(&id))
             })?;
         }
         IdsCommand::List => {

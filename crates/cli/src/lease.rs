@@ -3,10 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use leaselock::lease::{Binding, Lease, LeaseOptions, LeaseRequest, Leases, Released};
+use leaselock::lease::{Binding, Lease, LeaseOptions, LeaseRequest, LeaseStatus, Leases, Released};
 use serde_json::json;
 
-use crate::output::{Output, table};
+use crate::output::{Output, escape, escape_path, path_json, table};
 use crate::{Global, Result, duration};
 
 /// `gapreg lease` subcommands.
@@ -69,8 +69,12 @@ pub enum LeaseCommand {
     },
 }
 
+/// How long after its `expires_at` a lease still blocks others (clock skew allowance). Set
+/// explicitly, so `lease list` can say until when an expired lease is still protected.
+const SKEW_MARGIN: Duration = Duration::from_secs(5);
+
 fn leases(global: &Global) -> Result<Leases> {
-    let mut opts = LeaseOptions::new();
+    let mut opts = LeaseOptions::new().skew_margin(SKEW_MARGIN);
     if let Some(wait) = global.wait() {
         opts = opts.lock_timeout(wait);
     }
@@ -97,6 +101,80 @@ fn lease_json(lease: &Lease) -> serde_json::Value {
         "expires_at": time(lease.expires_at),
         "ttl_secs": lease.ttl.as_secs(),
     })
+}
+
+/// A lease's state as `lease list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Before its `expires_at`, holder not known to be dead.
+    Live,
+    /// Past its `expires_at` but inside the skew margin: it still blocks overlapping grants
+    /// until `until`, and its holder must not rely on it any more.
+    ExpiredProtected { until: SystemTime },
+    /// Past `expires_at` plus the margin: anyone may take it over.
+    Expired,
+    /// Its holder is provably gone.
+    HolderDead { reason: String },
+    /// A state this build does not know.
+    Unknown(String),
+}
+
+impl State {
+    /// Judges a lease from the library's status and its `expires_at` against `now`: the
+    /// library calls a lease live until `expires_at + margin`, but after `expires_at` its
+    /// holder's own check already fails, so it is shown as expired (and protected).
+    fn of(
+        status: &LeaseStatus,
+        expires_at: SystemTime,
+        now: SystemTime,
+        margin: Duration,
+    ) -> State {
+        match status {
+            LeaseStatus::Live if now > expires_at => State::ExpiredProtected {
+                until: expires_at.checked_add(margin).unwrap_or(expires_at),
+            },
+            LeaseStatus::Live => State::Live,
+            LeaseStatus::Expired => State::Expired,
+            LeaseStatus::HolderDead { reason } => State::HolderDead {
+                reason: reason.clone(),
+            },
+            other => State::Unknown(format!("{other:?}")),
+        }
+    }
+
+    /// The `status` field of `--json`.
+    fn name(&self) -> &'static str {
+        match self {
+            State::Live => "live",
+            State::ExpiredProtected { .. } | State::Expired => "expired",
+            State::HolderDead { .. } => "holder-dead",
+            State::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The STATE column.
+    fn text(&self) -> String {
+        match self {
+            State::ExpiredProtected { until } => {
+                format!("expired (protected until {})", time(*until))
+            }
+            State::HolderDead { reason } => format!("holder dead: {reason}"),
+            State::Unknown(what) => format!("unknown: {what}"),
+            other => other.name().to_owned(),
+        }
+    }
+
+    /// The JSON fields besides `status`.
+    fn extend(&self, status: &LeaseStatus, v: &mut serde_json::Value) {
+        v["status"] = json!(self.name());
+        v["blocks_grants"] = json!(status.is_live());
+        if let State::ExpiredProtected { until } = self {
+            v["protected_until"] = json!(time(*until));
+        }
+        if let State::HolderDead { reason } = self {
+            v["reason"] = json!(reason);
+        }
+    }
 }
 
 /// Runs one `gapreg lease` command.
@@ -131,7 +209,9 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             for t in &grant.took_over {
                 out.note(format!(
                     "warning: took over dead lease {} of {} ({})",
-                    t.id, t.holder, t.reason
+                    escape(&t.id),
+                    escape(&t.holder),
+                    escape(&t.reason)
                 ));
             }
             let out = Output {
@@ -139,7 +219,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 ..out
             };
             out.show(&lease_json(&grant.lease), |w| {
-                writeln!(w, "{}", grant.lease.id)
+                writeln!(w, "{}", escape(&grant.lease.id))
             })?;
         }
         LeaseCommand::Renew { id, holder, ttl } => {
@@ -159,7 +239,12 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 None => leases.renew(&lease)?,
             };
             out.show(&lease_json(&lease), |w| {
-                writeln!(w, "renewed {} until {}", lease.id, time(lease.expires_at))
+                writeln!(
+                    w,
+                    "renewed {} until {}",
+                    escape(&lease.id),
+                    time(lease.expires_at)
+                )
             })?;
         }
         LeaseCommand::Release { id, holder, force } => {
@@ -174,31 +259,38 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 _ => json!({ "id": id }),
             };
             out.show(&json!({ "released": what }), |w| {
-                writeln!(w, "released {id}")
+                writeln!(w, "released {}", escape(&id))
             })?;
         }
         LeaseCommand::List => {
             let listing = leases.list()?;
+            let now = SystemTime::now();
+            let states: Vec<State> = listing
+                .leases
+                .iter()
+                .map(|(l, status)| State::of(status, l.expires_at, now, SKEW_MARGIN))
+                .collect();
             let doc = json!({
-                "leases": listing.leases.iter().map(|(l, status)| {
+                "leases": listing.leases.iter().zip(&states).map(|((l, status), state)| {
                     let mut v = lease_json(l);
-                    v["status"] = json!(format!("{status:?}").to_lowercase());
+                    state.extend(status, &mut v);
                     v
                 }).collect::<Vec<_>>(),
-                "corrupt": listing.corrupt.iter().map(|c| json!({"file": c.path, "reason": c.reason})).collect::<Vec<_>>(),
+                "corrupt": listing.corrupt.iter().map(|c| json!({"file": path_json(&c.path), "reason": c.reason})).collect::<Vec<_>>(),
             });
             out.show(&doc, |w| {
                 let rows: Vec<Vec<String>> = listing
                     .leases
                     .iter()
-                    .map(|(l, status)| {
+                    .zip(&states)
+                    .map(|((l, _), state)| {
                         let mut paths = l.files.clone();
                         paths.extend(l.dirs.iter().map(|d| format!("{d}/")));
                         vec![
                             l.id.clone(),
                             l.holder.clone(),
                             format!("{:?}", l.mode).to_lowercase(),
-                            format!("{status:?}").to_lowercase(),
+                            state.text(),
                             l.token.to_string(),
                             paths.join(" "),
                         ]
@@ -210,7 +302,12 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                     &rows,
                 )?;
                 for c in &listing.corrupt {
-                    writeln!(w, "corrupt: {} ({})", c.path.display(), c.reason)?;
+                    writeln!(
+                        w,
+                        "corrupt: {} ({})",
+                        escape_path(&c.path),
+                        escape(&c.reason)
+                    )?;
                 }
                 Ok(())
             })?;
@@ -223,22 +320,24 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             };
             let doc = json!({
                 "removed": report.removed.iter().map(|s| json!({"lease": lease_json(&s.lease), "reason": s.reason})).collect::<Vec<_>>(),
-                "corrupt_removed": report.corrupt_removed.iter().map(|c| &c.path).collect::<Vec<_>>(),
-                "corrupt_kept": report.corrupt_kept.iter().map(|c| &c.path).collect::<Vec<_>>(),
+                "corrupt_removed": report.corrupt_removed.iter().map(|c| path_json(&c.path)).collect::<Vec<_>>(),
+                "corrupt_kept": report.corrupt_kept.iter().map(|c| path_json(&c.path)).collect::<Vec<_>>(),
             });
             out.show(&doc, |w| {
                 for s in &report.removed {
                     writeln!(
                         w,
                         "removed {} of {}: {}",
-                        s.lease.id, s.lease.holder, s.reason
+                        escape(&s.lease.id),
+                        escape(&s.lease.holder),
+                        escape(&s.reason)
                     )?;
                 }
                 for c in &report.corrupt_kept {
                     writeln!(
                         w,
                         "kept unreadable {} (use --force to remove)",
-                        c.path.display()
+                        escape_path(&c.path)
                     )?;
                 }
                 Ok(())
@@ -246,4 +345,55 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_from_status_and_expiry() {
+        let expires = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let margin = Duration::from_secs(5);
+        let before = expires - Duration::from_secs(1);
+        let inside = expires + Duration::from_secs(2);
+        let live = LeaseStatus::Live;
+        assert_eq!(State::of(&live, expires, before, margin), State::Live);
+        assert_eq!(State::of(&live, expires, expires, margin), State::Live);
+        let protected = State::of(&live, expires, inside, margin);
+        assert_eq!(
+            protected,
+            State::ExpiredProtected {
+                until: expires + margin
+            }
+        );
+        assert_eq!(protected.name(), "expired");
+        assert_eq!(
+            protected.text(),
+            "expired (protected until 2027-01-15T08:00:05Z)"
+        );
+        let expired = State::of(&LeaseStatus::Expired, expires, inside + margin, margin);
+        assert_eq!(
+            (expired.name(), expired.text().as_str()),
+            ("expired", "expired")
+        );
+        let dead = LeaseStatus::HolderDead {
+            reason: "no process 7".into(),
+        };
+        let state = State::of(&dead, expires, before, margin);
+        assert_eq!(state.name(), "holder-dead");
+        assert_eq!(state.text(), "holder dead: no process 7");
+        let mut v = json!({});
+        state.extend(&dead, &mut v);
+        assert_eq!(
+            v,
+            json!({"status": "holder-dead", "blocks_grants": false, "reason": "no process 7"})
+        );
+        let mut v = json!({});
+        protected.extend(&live, &mut v);
+        assert_eq!(
+            v,
+            json!({"status": "expired", "blocks_grants": true, "protected_until": "2027-01-15T08:00:05Z"})
+        );
+    }
 }

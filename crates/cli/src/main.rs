@@ -201,7 +201,7 @@ fn main() -> ExitCode {
                 }
                 source = cause.source();
             }
-            eprintln!("{message}");
+            output::eprint_escaped(&message);
             ExitCode::from(code as u8)
         }
     }
@@ -226,17 +226,25 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
         Command::Ids(cmd) => ids::run(global, out, cmd),
         Command::Lease(cmd) => lease::run(global, out, cmd),
         Command::Write { file, checksum } => {
+            out.check_json_path("the file", &file)?;
             let mut input = Vec::new();
             std::io::stdin().read_to_end(&mut input)?;
             atomic_file::Options::new()
                 .checksum(checksum)
                 .write(&file, &input)?;
-            let doc = serde_json::json!({ "path": file, "bytes": input.len() });
+            let doc = serde_json::json!({ "path": output::path_json(&file), "bytes": input.len() });
             Ok(out.show(&doc, |w| {
-                writeln!(w, "wrote {} bytes to {}", input.len(), file.display())
+                writeln!(
+                    w,
+                    "wrote {} bytes to {}",
+                    input.len(),
+                    output::escape_path(&file)
+                )
             })?)
         }
         Command::Verify { file } => {
+            // The file's contents are the data this command exists to print (like `cat`):
+            // written as they are, not escaped.
             let payload = atomic_file::read_checksummed(&file)?;
             let mut stdout = std::io::stdout().lock();
             Ok(output::ignore_closed_pipe(
@@ -244,14 +252,30 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
             )?)
         }
         Command::Recover { dir } => {
+            out.check_json_path("the directory", &dir)?;
             let report = atomic_file::recover(&dir)?;
-            let doc = serde_json::json!({ "removed": report.removed, "in_use": report.in_use });
+            let doc = serde_json::json!({
+                "removed": output::paths_json(&report.removed),
+                "in_use": output::paths_json(&report.in_use),
+                "skipped": output::paths_json(&report.skipped),
+            });
             Ok(out.show(&doc, |w| {
                 for path in &report.removed {
-                    writeln!(w, "removed {}", path.display())?;
+                    writeln!(w, "removed {}", output::escape_path(path))?;
                 }
                 for path in &report.in_use {
-                    writeln!(w, "kept {} (its writer is still running)", path.display())?;
+                    writeln!(
+                        w,
+                        "kept {} (its writer is still running)",
+                        output::escape_path(path)
+                    )?;
+                }
+                for path in &report.skipped {
+                    writeln!(
+                        w,
+                        "skipped {} (it could not be inspected)",
+                        output::escape_path(path)
+                    )?;
                 }
                 Ok(())
             })?)

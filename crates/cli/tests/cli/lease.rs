@@ -73,3 +73,55 @@ fn escaping_paths_exit_3() {
     repo.run(&["lease", "release", "nope", "--holder", "a"])
         .fails(4, &["nope"]);
 }
+
+#[test]
+fn a_lease_past_expires_at_shows_expired_while_still_protected() {
+    let repo = Repo::new();
+    let short = repo
+        .run(&[
+            "lease", "acquire", "--holder", "a", "--file", "x", "--ttl", "1s",
+        ])
+        .ok();
+    let short = short.trim().to_owned();
+    let long = repo
+        .run(&[
+            "lease", "acquire", "--holder", "b", "--file", "y", "--ttl", "1h",
+        ])
+        .ok();
+    let long = long.trim().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    // Inside the 5 s skew margin: past expires_at, still blocking others.
+    let list = repo.run(&["lease", "list"]).ok();
+    let row = |id: &str| {
+        list.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no row for {id}: {list}"))
+            .to_owned()
+    };
+    let expired = row(&short);
+    assert!(
+        expired.contains("expired (protected until 20") && !expired.contains("live"),
+        "{list}"
+    );
+    assert!(row(&long).contains(" live "), "{list}");
+    let doc = repo.run(&["--json", "lease", "list"]).json();
+    let leases = doc["leases"].as_array().expect("leases");
+    let a = leases.iter().find(|l| l["id"] == short).expect("lease a");
+    assert_eq!(a["status"], "expired", "{doc}");
+    assert_eq!(a["blocks_grants"], true, "{doc}");
+    let until = a["protected_until"].as_str().expect("protected_until");
+    assert!(
+        until > a["expires_at"].as_str().expect("expires_at"),
+        "protected after expires_at: {doc}"
+    );
+    assert!(
+        expired.contains(until),
+        "the table shows the same time: {expired}"
+    );
+    let b = leases.iter().find(|l| l["holder"] == "b").expect("lease b");
+    assert_eq!(b["status"], "live");
+    assert!(b.get("protected_until").is_none(), "{doc}");
+    // Protected means protected: another holder is still refused.
+    repo.run(&["lease", "acquire", "--holder", "c", "--file", "x"])
+        .fails(5, &["x"]);
+}

@@ -3,7 +3,9 @@
 
 mod files;
 mod gaps;
+mod hostile;
 mod ids;
 mod lease;
 mod multiprocess;
+mod paths;
 mod util;

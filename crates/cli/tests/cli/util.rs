@@ -1,5 +1,6 @@
 //! Running the real binary.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -34,6 +35,11 @@ impl Repo {
     pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Run {
         run_in(self.path(), args, Some(stdin))
     }
+
+    /// Runs `gapreg ARGS` with arguments that need not be UTF-8, and optional standard input.
+    pub fn run_os(&self, args: &[&OsStr], stdin: Option<&[u8]>) -> Run {
+        run_in(self.path(), args, stdin)
+    }
 }
 
 /// The binary under test.
@@ -42,7 +48,7 @@ pub fn bin() -> &'static str {
 }
 
 /// Runs the binary in `dir`.
-pub fn run_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Run {
+pub fn run_in<S: AsRef<OsStr>>(dir: &Path, args: &[S], stdin: Option<&[u8]>) -> Run {
     let mut child = Command::new(bin())
         .args(args)
         .current_dir(dir)
