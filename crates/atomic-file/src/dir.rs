@@ -231,6 +231,18 @@ impl Dir {
         self.fd.as_fd()
     }
 
+    /// When this directory was last changed (an entry created, renamed or removed), from
+    /// `fstat` on its descriptor.
+    pub fn modified(&self) -> Result<std::time::SystemTime> {
+        let stat = rustix::fs::fstat(self.fd())
+            .map_err(|e| Error::io(&self.path, Step::Inspect, e.into()))?;
+        let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+        let nanos = u32::try_from(stat.st_mtime_nsec)
+            .unwrap_or(0)
+            .min(999_999_999);
+        Ok(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
+
     /// What `name` is, without following a symlink; `None` if it does not exist.
     pub fn kind(&self, name: impl AsRef<OsStr>) -> Result<Option<FileKind>> {
         let name = component(&self.path, name.as_ref())?;

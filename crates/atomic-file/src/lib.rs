@@ -312,6 +312,17 @@ fn open_lock_file(lock_path: &Path, target: &Target) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Whether `name` is one of this crate's temp file names (`.NAME.PID-RANDOM.atomic-tmp`), so
+/// that other crates never match them by hand.
+///
+/// ```
+/// assert!(atomic_file::is_temp_name(".a.json.42-0123456789abcdef.atomic-tmp".as_ref()));
+/// assert!(!atomic_file::is_temp_name("a.json".as_ref()));
+/// ```
+pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    temp::parse(name).is_some()
+}
+
 /// Atomically and durably replaces (or creates) the file at `path` with `contents`.
 ///
 /// ```

@@ -2,21 +2,23 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs;
-use std::path::Path;
 
+use atomic_file::dir::{Dir, FileKind};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::index;
-use crate::registry::{GAPS, IDS, INDEX, PENDING, Registry, SEQ_PREFIX, STAGING};
+use crate::layout::{GAPS, IDS, INDEX, MAX_INDEX_BYTES, PENDING, STAGING};
+use crate::registry::{Registry, SEQ_PREFIX};
 
 /// What kind of problem a [`Finding`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum FindingKind {
-    /// A gap file, loop file or the id counter log cannot be parsed. Not repaired.
+    /// A gap file, loop file or the id counter log cannot be parsed, or an entry of the
+    /// registry is of the wrong type (a symlink, FIFO or directory where a file belongs): it
+    /// is never followed, opened or removed. Not repaired.
     Corrupt,
     /// A gap file's name differs from the id inside it. Not repaired.
     IdMismatch,
@@ -97,18 +99,29 @@ impl DoctorReport {
     }
 }
 
-fn temp_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".atomic-tmp") {
-                out.push(e.path().display().to_string());
-            }
+/// The error of a damaged or unsafe entry as a finding (the rest is propagated).
+fn damaged(report: &mut DoctorReport, result: Result<()>) -> Result<()> {
+    match result {
+        Err(e) if is_damage(&e) => {
+            let subject = match e.kind() {
+                ErrorKind::File(f) => f.path().display().to_string(),
+                ErrorKind::Corrupt { path, .. } => path.display().to_string(),
+                _ => String::from("registry"),
+            };
+            report.add(FindingKind::Corrupt, subject, e.to_string());
+            Ok(())
         }
+        other => other,
     }
-    out.sort();
-    out
+}
+
+fn is_damage(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::File(f) => f.is_damaged(),
+        ErrorKind::Corrupt { .. } => true,
+        ErrorKind::Ids(i) => matches!(i.kind(), idreserve::ErrorKind::Corrupt { .. }),
+        _ => false,
+    }
 }
 
 impl Registry {
@@ -132,9 +145,30 @@ impl Registry {
         let mut report = DoctorReport::default();
 
         // Batches cut short by a dead writer.
+        let root = self.layout().root()?;
         let pending = self.dir().join(PENDING);
-        if pending.exists() {
-            let repaired = repair && self.finish_batch().is_ok();
+        let has_pending = match root.kind(PENDING)? {
+            None => false,
+            Some(FileKind::File) => true,
+            Some(kind) => {
+                report.add(
+                    FindingKind::Corrupt,
+                    pending.display().to_string(),
+                    format!("it is {kind}, not a batch manifest; remove it by hand"),
+                );
+                true
+            }
+        };
+        if has_pending && root.kind(PENDING)? == Some(FileKind::File) {
+            let finished = if repair {
+                self.finish_batch()
+            } else {
+                Ok(false)
+            };
+            let repaired = matches!(finished, Ok(true));
+            if let Err(e) = finished {
+                damaged(&mut report, Err(e))?;
+            }
             report.findings.push(Finding {
                 kind: FindingKind::IncompleteBatch,
                 subject: pending.display().to_string(),
@@ -144,61 +178,40 @@ impl Registry {
                 repaired,
             });
         }
-        let staging = self.dir().join(STAGING);
-        if !self.dir().join(PENDING).exists() {
-            if repair {
-                for p in self.clear_staging()? {
-                    report.findings.push(Finding {
-                        kind: FindingKind::IncompleteBatch,
-                        subject: p.display().to_string(),
-                        message: "staged file of a batch that never committed; removed".into(),
-                        repaired: true,
-                    });
-                }
-            } else if let Ok(entries) = fs::read_dir(&staging) {
-                let mut staged: Vec<String> = entries
-                    .flatten()
-                    .map(|e| e.path().display().to_string())
-                    .collect();
-                staged.sort();
-                for p in staged {
-                    report.add(
-                        FindingKind::IncompleteBatch,
-                        p,
-                        "staged file of a batch that never committed (its writer died); \
-                         `gapreg doctor --repair` removes it",
-                    );
-                }
-            }
+        if !has_pending {
+            let staged = self.check_staging(&mut report, repair);
+            damaged(&mut report, staged)?;
         }
 
-        // Leftover temp files.
-        let loops_dir = self.loops_dir();
-        for dir in [
-            self.dir().to_path_buf(),
-            self.dir().join(GAPS),
-            self.dir().join(IDS),
-            loops_dir,
-        ] {
-            if repair && dir.is_dir() {
-                let rec = atomic_file::recover(&dir)?;
-                for p in rec.removed {
-                    report.findings.push(Finding {
-                        kind: FindingKind::TempFile,
-                        subject: p.display().to_string(),
-                        message: "temp file of a writer that died mid-write; removed".into(),
-                        repaired: true,
-                    });
-                }
-            } else {
-                for p in temp_files(&dir) {
-                    report.add(
-                        FindingKind::TempFile,
-                        p,
-                        "temp file left by a writer (run `gapreg doctor --repair` to remove it \
-                         once its writer is gone)",
-                    );
-                }
+        // Leftover temp files, and entries of the wrong type where directories belong.
+        let mut dirs: Vec<(String, Option<Dir>)> = Vec::new();
+        dirs.push((self.dir().display().to_string(), Some(root.clone())));
+        for name in [GAPS, IDS] {
+            match root.open_dir(name) {
+                Ok(d) => dirs.push((root.join(name).display().to_string(), d)),
+                Err(e) => damaged(&mut report, Err(e.into()))?,
+            }
+        }
+        match self.layout().loops(false) {
+            Ok(d) => dirs.push((self.loops_dir().display().to_string(), d)),
+            Err(e) => damaged(&mut report, Err(e))?,
+        }
+        for (_, dir) in dirs {
+            let Some(dir) = dir else { continue };
+            let rec = dir.recover(repair)?;
+            for p in rec.removed {
+                let message = if repair {
+                    "temp file of a writer that died mid-write; removed"
+                } else {
+                    "temp file of a writer that died mid-write (`gapreg doctor --repair` \
+                     removes it)"
+                };
+                report.findings.push(Finding {
+                    kind: FindingKind::TempFile,
+                    subject: p.display().to_string(),
+                    message: message.into(),
+                    repaired: repair,
+                });
             }
         }
 
@@ -412,29 +425,37 @@ impl Registry {
 
         // Index.
         let path = self.dir().join(INDEX);
-        let data = fs::read(&path).unwrap_or_default();
+        let data = match root.read(INDEX, MAX_INDEX_BYTES) {
+            Ok(d) => d.unwrap_or_default(),
+            Err(e) if e.is_damaged() => {
+                report.add(
+                    FindingKind::Corrupt,
+                    path.display().to_string(),
+                    e.to_string(),
+                );
+                b"damaged".to_vec()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let scan = index::scan(&data);
         let expected: HashMap<String, crate::model::GapSummary> = gaps
             .iter()
             .filter(|(stem, g)| *stem == g.id)
             .map(|(_, g)| (g.id.clone(), g.summary()))
             .collect();
-        let stamp_ok = {
-            let dir = self.dir().join(GAPS);
-            fs::metadata(&dir)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as u64)
-                == scan.last_stamp
-        };
+        let stamp_ok = self.gaps_stamp().ok() == scan.last_stamp;
         let indexed: HashMap<String, crate::model::GapSummary> = scan
             .gaps
             .iter()
             .map(|g| (g.id.clone(), g.clone()))
             .collect();
         if scan.damaged || !stamp_ok || indexed.len() != scan.gaps.len() || indexed != expected {
-            let repaired = repair && self.rebuild_index().is_ok();
+            // Rebuilding cannot fail on a damaged index file of the wrong type (a FIFO, a
+            // directory): that is reported above and left to a person.
+            let repaired = repair && root.kind(INDEX)?.is_none_or(|k| k == FileKind::File) && {
+                let _ = self.rebuild_index()?;
+                root.read(INDEX, MAX_INDEX_BYTES).is_ok()
+            };
             report.findings.push(Finding {
                 kind: FindingKind::StaleIndex,
                 subject: path.display().to_string(),
@@ -450,18 +471,71 @@ impl Registry {
 
     /// Raises each `(prefix, highest, counter)` counter to `highest` through the id store.
     fn raise_counters(&self, behind: &[(String, u64, u64)]) -> Result<()> {
-        let note = self.dir().join(".doctor-counters.txt");
+        // Bridge until idreserve's `Store::raise` lands: a note file the scanner reads,
+        // created exclusively (never through a link) and removed again.
+        let root = self.layout().root()?;
+        let name = format!(".doctor-counters.{}.txt", std::process::id());
+        let note = root.join(&name);
         let text: String = behind
             .iter()
             .map(|(p, m, _)| format!("{p}-{m}\n"))
             .collect();
-        fs::write(&note, text).map_err(|e| Error::io("write", &note, e))?;
+        let mut file = root.create_new(&name, 0o600)?.ok_or_else(|| {
+            Error::invalid("doctor", format!("{} exists; remove it", note.display()))
+        })?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .map_err(|e| Error::io("write", &note, e))?;
         let only: Vec<String> = behind.iter().map(|(p, _, _)| p.clone()).collect();
         let result = self
             .id_store()
             .init_from(std::slice::from_ref(&note), Some(&only), false);
-        let _ = fs::remove_file(&note);
+        let _ = root.remove_file(&name);
         result?;
+        Ok(())
+    }
+
+    /// Staged files of a batch that never committed: removed with `repair`, else reported.
+    /// Anything in `staging/` that is not a staged gap or temp file is reported and left.
+    fn check_staging(&self, report: &mut DoctorReport, repair: bool) -> Result<()> {
+        let Some(staging) = self.layout().sub(STAGING, false)? else {
+            return Ok(());
+        };
+        if repair {
+            for p in self.clear_staging()? {
+                report.findings.push(Finding {
+                    kind: FindingKind::IncompleteBatch,
+                    subject: p.display().to_string(),
+                    message: "staged file of a batch that never committed; removed".into(),
+                    repaired: true,
+                });
+            }
+        }
+        for entry in staging.entries()? {
+            let path = staging.join(&entry.name).display().to_string();
+            if entry.kind != FileKind::File {
+                report.add(
+                    FindingKind::Corrupt,
+                    path,
+                    format!(
+                        "it is {}, which gapreg never writes here; remove it by hand",
+                        entry.kind
+                    ),
+                );
+            } else if crate::registry::is_staged_name(&entry.name) {
+                report.add(
+                    FindingKind::IncompleteBatch,
+                    path,
+                    "staged file of a batch that never committed (its writer died); \
+                     `gapreg doctor --repair` removes it",
+                );
+            } else if !atomic_file::is_temp_name(&entry.name) {
+                report.add(
+                    FindingKind::Corrupt,
+                    path,
+                    "a file gapreg does not write in staging/; left alone: remove it by hand",
+                );
+            }
+        }
         Ok(())
     }
 }

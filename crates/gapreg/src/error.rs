@@ -38,6 +38,17 @@ pub enum ConflictDetail {
     },
     /// An object with this id already exists.
     Exists,
+    /// The gap is closed (complete or out of scope): most often another agent finished it
+    /// between `ready` and `claim`.
+    Closed {
+        /// Its status.
+        status: crate::model::Status,
+    },
+    /// An idempotency key already filed a different request.
+    KeyReused {
+        /// What the key filed.
+        ids: Vec<String>,
+    },
 }
 
 /// What went wrong.
@@ -170,6 +181,15 @@ fn conflict_message(id: &str, detail: &ConflictDetail) -> String {
              {actual}; read it again (`gapreg show {id}`) and redo the change"
         ),
         ConflictDetail::Exists => format!("{id} already exists; choose another id"),
+        ConflictDetail::KeyReused { ids } => format!(
+            "{id} was already used to file a different request ({}); use a new key for a new \
+             request",
+            ids.join(", ")
+        ),
+        ConflictDetail::Closed { status } => format!(
+            "{id} is {status}, so there is nothing to claim (it may have been finished since \
+             you listed it); pick another gap (`gapreg ready`, or `gapreg claim --next`)"
+        ),
     }
 }
 

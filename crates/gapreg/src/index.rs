@@ -1,14 +1,20 @@
 //! `index.log`: the derived, append-only cache that makes listing cheap.
 //!
-//! Each line is one compact JSON object:
+//! Each line is one compact JSON object, a tab and the CRC-32 of the JSON text (8 lower-case
+//! hex digits):
 //!
 //! ```text
-//! {"m":1772287500123456789,"b":2048}
-//! {"m":1772287500123456789,"g":{"id":"GAP-OP-1","seq":1,"rev":1,"status":"open",...}}
-//! {"m":1772287500223456789}
+//! {"m":1772287500123456789,"b":2048}\t3f0a9c1e
+//! {"m":1772287500123456789,"g":{"id":"GAP-OP-1","seq":1,"rev":1,"status":"open",...}}\t0b6d2ef4
+//! {"m":1772287500123456789,"d":{"file":"GAP-OP-8.yaml","reason":"unknown status"}}\t77d9d43f
+//! {"m":1772287500223456789}\t9e01c2aa
 //! ```
 //!
-//! `g` is a [`GapSummary`]; the last line of an id wins. `m` is the modification time (ns) of
+//! The checksum makes a damaged line (a bit flip, a hand edit, a line from an older format)
+//! show as damage, so a damaged index is rebuilt from the gap files rather than trusted: the
+//! index is a cache and is never the only record of anything. `d` records a gap file that
+//! could not be read when the index was rebuilt, so every listing can say that it is
+//! incomplete and name the file. `g` is a [`GapSummary`]; the last line of an id wins. `m` is the modification time (ns) of
 //! the `gaps/` directory right after the write the line records. Every write of a gap file
 //! renames a file into `gaps/`, which changes that time; so when the last line's `m` equals the
 //! directory's current time, the index reflects every gap file. Anything else (a writer killed
@@ -46,28 +52,72 @@ pub struct IndexLine {
     /// after it at that time. Writers compact the index when it has grown past twice that.
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub compacted_len: Option<u64>,
+    /// A gap file that could not be read when the index was rebuilt.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<DamagedFile>,
+}
+
+/// A document that could not be read: its file and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DamagedFile {
+    /// The file's path (relative to its directory in the index, full elsewhere).
+    pub file: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+impl DamagedFile {
+    /// A damaged file and the reason.
+    pub fn new(file: impl Into<String>, reason: impl Into<String>) -> DamagedFile {
+        DamagedFile {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl IndexLine {
-    /// The line's text, newline included.
-    pub fn encode(&self) -> String {
-        let mut s = serde_json::to_string(self).unwrap_or_default();
-        s.push('\n');
-        s
+    /// A stamp-only line.
+    pub fn stamp(stamp: u64) -> IndexLine {
+        IndexLine {
+            stamp,
+            gap: None,
+            compacted_len: None,
+            damaged: None,
+        }
     }
+
+    /// The line's text: JSON, a tab, its CRC-32, a newline.
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let crc = crc32fast::hash(json.as_bytes());
+        format!("{json}\t{crc:08x}\n")
+    }
+}
+
+/// The JSON of one line (without its newline) whose checksum matches; `None` otherwise.
+fn verified(line: &str) -> Option<&str> {
+    let (json, crc) = line.rsplit_once('\t')?;
+    let canonical = crc.len() == 8 && crc.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (canonical && u32::from_str_radix(crc, 16).ok()? == crc32fast::hash(json.as_bytes()))
+        .then_some(json)
 }
 
 /// Parses one line of `index.log` (without its newline). Pure; never panics (a fuzz target
 /// calls it).
 ///
 /// ```
-/// let line = gapreg::parse_index_line(r#"{"m":5}"#)?;
+/// let text = gapreg::IndexLine::stamp(5).encode();
+/// let line = gapreg::parse_index_line(text.trim_end())?;
 /// assert_eq!((line.stamp, line.gap.is_none()), (5, true));
-/// assert!(gapreg::parse_index_line("{\"m\":").is_err());
+/// assert!(gapreg::parse_index_line("{\"m\":5}").is_err()); // no checksum
+/// assert!(gapreg::parse_index_line(&text.trim_end().replace('5', "6")).is_err());
 /// # Ok::<(), String>(())
 /// ```
 pub fn parse_index_line(line: &str) -> Result<IndexLine, String> {
-    serde_json::from_str(line).map_err(|e| e.to_string())
+    let json = verified(line).ok_or("the line's checksum is missing or does not match")?;
+    serde_json::from_str(json).map_err(|e| e.to_string())
 }
 
 /// The fields of an index line that [`Filter`] looks at, borrowed from the line.
@@ -77,6 +127,8 @@ struct LineRef<'a> {
     stamp: u64,
     #[serde(rename = "g", default, borrow)]
     gap: Option<SummaryRef<'a>>,
+    #[serde(rename = "d", default)]
+    damaged: Option<DamagedFile>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +178,8 @@ pub(crate) struct IndexScan {
     pub last_stamp: Option<u64>,
     /// A damaged complete line, or a torn last line: the index cannot be trusted.
     pub damaged: bool,
+    /// Gap files the last rebuild could not read.
+    pub bad_files: Vec<DamagedFile>,
 }
 
 /// The index as text; marks `out` damaged if it is not UTF-8 (then `None`) or lacks its
@@ -154,16 +208,19 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
     // (seq, id, matches, line)
     let mut refs: Vec<(u64, Cow<'_, str>, bool, &str)> = Vec::new();
     for line in text.lines() {
-        match serde_json::from_str::<LineRef<'_>>(line) {
-            Ok(l) => {
+        match verified(line).and_then(|json| serde_json::from_str::<LineRef<'_>>(json).ok()) {
+            Some(l) => {
                 out.lines += 1;
                 out.last_stamp = Some(l.stamp);
                 if let Some(g) = l.gap {
                     let keep = g.matches(filter);
                     refs.push((g.seq, g.id, keep, line));
                 }
+                if let Some(d) = l.damaged {
+                    out.bad_files.push(d);
+                }
             }
-            Err(_) => out.damaged = true,
+            None => out.damaged = true,
         }
     }
     refs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -201,6 +258,9 @@ pub(crate) fn scan(data: &[u8]) -> IndexScan {
                 if let Some(g) = l.gap {
                     out.gaps.push(g);
                 }
+                if let Some(d) = l.damaged {
+                    out.bad_files.push(d);
+                }
             }
             Err(_) => out.damaged = true,
         }
@@ -235,12 +295,7 @@ mod tests {
 
     #[test]
     fn torn_and_damaged_lines_are_detected() {
-        let a = IndexLine {
-            stamp: 7,
-            gap: None,
-            compacted_len: None,
-        }
-        .encode();
+        let a = IndexLine::stamp(7).encode();
         let s = scan(a.as_bytes());
         assert!(!s.damaged && s.last_stamp == Some(7) && s.lines == 1);
         assert!(scan(format!("{a}{{\"m\":8").as_bytes()).damaged);
@@ -248,5 +303,11 @@ mod tests {
         assert_eq!(tail_stamp(format!("x\n{a}").as_bytes()), Some(7));
         assert_eq!(tail_stamp(format!("{a}{{\"m\"").as_bytes()), None);
         assert_eq!(tail_stamp(b""), None);
+        // Valid JSON with a wrong checksum, or none, is damage too.
+        assert!(scan(b"{\"m\":7}\n").damaged);
+        assert!(scan(a.replace('7', "8").as_bytes()).damaged);
+        let filter = Filter::default();
+        assert!(scan_filtered(a.replace('7', "8").as_bytes(), &filter).damaged);
+        assert!(!scan_filtered(a.as_bytes(), &filter).damaged);
     }
 }

@@ -118,6 +118,7 @@ mod doctor;
 mod error;
 mod graph;
 pub mod index;
+mod layout;
 pub mod loops;
 mod model;
 mod registry;
@@ -126,12 +127,13 @@ mod time;
 
 pub use doctor::{DoctorReport, Finding, FindingKind};
 pub use error::{ConflictDetail, Error, ErrorKind, Result};
-pub use index::{IndexLine, parse_index_line};
+pub use index::{DamagedFile, IndexLine, parse_index_line};
+pub use layout::REGISTRY_DIR;
 pub use loops::{Loop, LoopSpec, parse_loop};
 pub use model::{
     Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, LoopCount, Severity, Status, Summary,
     gap_to_yaml, parse_gap_yaml,
 };
-pub use registry::{Config, REGISTRY_DIR, Registry, SEQ_PREFIX, gap_prefix};
+pub use registry::{Checked, Config, MAX_BATCH, MAX_DESCRIPTION, Registry, SEQ_PREFIX, gap_prefix};
 pub use time::Timestamp;
 pub use {atomic_file, idreserve, leaselock};

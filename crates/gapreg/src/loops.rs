@@ -24,6 +24,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+/// Largest loop file read, in bytes.
+pub(crate) const MAX_LOOP_BYTES: u64 = 4 << 20;
+
 /// A loop's front matter, and where it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

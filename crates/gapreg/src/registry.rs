@@ -1,10 +1,12 @@
 //! [`Registry`]: the on-disk registry and every operation on it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+
+use atomic_file::dir::{Dir, FileKind};
 
 use idreserve::{Id, Store};
 use leaselock::mutex::{FileMutex, MutexGuard};
@@ -12,35 +14,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConflictDetail, Error, ErrorKind, Result};
 use crate::graph::{self, GapView};
-use crate::index::{self, IndexLine};
+use crate::index::{self, DamagedFile, IndexLine};
+use crate::layout::{
+    CONFIG, GAPS, GITIGNORE, GITIGNORE_FILE, IDS, INDEX, KEYS, LEASES, LOCK, Layout,
+    MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, PENDING, REGISTRY_DIR, STAGING,
+};
 use crate::loops::{self, Loop, LoopSpec};
 use crate::model::{Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, Severity, Status, Summary};
 use crate::time::Timestamp;
 
-/// The registry directory's name inside a repository.
-pub const REGISTRY_DIR: &str = ".gapreg";
-pub(crate) const CONFIG: &str = "config.yaml";
-pub(crate) const GAPS: &str = "gaps";
-pub(crate) const IDS: &str = "ids";
-pub(crate) const INDEX: &str = "index.log";
-const LOCK: &str = "registry.lock";
 /// The id-store prefix of the registry-order counter.
 pub const SEQ_PREFIX: &str = "SEQ";
-const GITIGNORE: &str = "# Derived or per-machine files, written by gapreg\nindex.log\n*.lock\n\
-                         *.queue/\nleases/\n.*.atomic-tmp\nstaging/\nbatch.pending\n.doctor-counters.txt\n";
-/// Where a batch's gap files are written before its manifest commits them.
-pub(crate) const STAGING: &str = "staging";
-/// The manifest of a committed batch whose files are still being moved into `gaps/`.
-pub(crate) const PENDING: &str = "batch.pending";
 /// Bytes read from the end of `index.log` to find the last line's stamp.
 const TAIL: u64 = 64 * 1024;
 /// Writers compact the index when it is longer than twice its compacted size plus this.
 const COMPACT_MIN: u64 = 256 * 1024;
-/// Longest title accepted.
+/// Longest title accepted, in characters.
 const MAX_TITLE: usize = 300;
+/// Longest description accepted, in bytes (the whole gap file must stay within
+/// [`crate::model::MAX_YAML_BYTES`], which every reader enforces).
+pub const MAX_DESCRIPTION: usize = 256 * 1024;
+/// Longest plan, type, tag or agent name accepted, in bytes.
+const MAX_FIELD: usize = 16 * 1024;
+/// Most tags, and most dependencies, of one gap.
+const MAX_LIST: usize = 256;
+/// Most entries of one batch.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest idempotency key accepted.
+const MAX_KEY: usize = 128;
 
-/// A registry's settings, kept in `.gapreg/config.yaml`. Missing fields take their defaults;
-/// unknown fields are ignored.
+/// A registry's settings, kept in `.gapreg/config.yaml`. Parsed strictly: every field is
+/// required and an unknown one is an error naming it and its line, so a typo never falls back
+/// to a default silently (a registry's gaps filed under the wrong prefix).
 ///
 /// ```yaml
 /// loops_dir: ../loop-scopes   # relative to .gapreg/ (default: loops)
@@ -49,7 +54,7 @@ const MAX_TITLE: usize = 300;
 /// durable: true               # fsync gap files (false: only for tests and scratch registries)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where loop files live, relative to the registry directory (or absolute).
     pub loops_dir: PathBuf,
@@ -82,6 +87,24 @@ pub fn gap_prefix(prefix: &str) -> String {
     }
 }
 
+/// A read's result with the documents it had to leave out because they could not be read
+/// (damaged, of the wrong type, too large): a listing is never silently shorter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Checked<T> {
+    /// What was read.
+    pub value: T,
+    /// The files left out, and why.
+    pub damaged: Vec<DamagedFile>,
+}
+
+impl<T> Checked<T> {
+    /// True when nothing was left out.
+    pub fn is_complete(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
 /// A handle on one registry directory. Cheap to clone; safe to share between threads; any
 /// number of processes may use the same directory at once.
 ///
@@ -102,15 +125,44 @@ pub fn gap_prefix(prefix: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
+    layout: Layout,
     config: Config,
     ids: Store,
     mutex: FileMutex,
     opts: atomic_file::Options,
     lock_timeout: Duration,
+    warn: Warner,
+}
+
+/// Where warnings go: problems after a change was made durable, which must not turn its
+/// success into a failure (a cache not updated, a committed batch not yet moved).
+#[derive(Clone, Default)]
+struct Warner(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+
+impl std::fmt::Debug for Warner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Warner(set)"
+        } else {
+            "Warner(none)"
+        })
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |e| Error::io(op, path, e)
+}
+
+/// What an idempotency key filed (`keys/<KEY>.json`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRecord {
+    /// A checksum of the request, so a key reused for another request is refused.
+    request: String,
+    /// The ids it filed, in order.
+    ids: Vec<String>,
+    /// The registry position of its first gap.
+    seq: u64,
 }
 
 impl Registry {
@@ -126,21 +178,21 @@ impl Registry {
         idreserve::check_prefix(&prefix)
             .map_err(|e| Error::invalid("default_prefix", e.to_string()))?;
         let dir = repo_dir.join(REGISTRY_DIR);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::new(ErrorKind::AlreadyExists { path: dir }));
-            }
-            Err(e) => return Err(Error::io("create the registry directory", &dir, e)),
+        let layout = Layout::new(dir.clone(), &config.loops_dir)?;
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => return Err(Error::new(ErrorKind::AlreadyExists { path: dir })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("inspect", &dir, e)),
         }
+        check_not_nested(repo_dir)?;
+        let root = Dir::open(repo_dir)?.create_dir(REGISTRY_DIR)?;
         let opts = Self::options(&config);
-        opts.write(dir.join(".gitignore"), GITIGNORE.as_bytes())?;
-        let gaps = dir.join(GAPS);
-        fs::create_dir_all(&gaps).map_err(io_err("create", &gaps))?;
-        let loops = dir.join(&config.loops_dir);
-        fs::create_dir_all(&loops).map_err(io_err("create", &loops))?;
+        root.write(GITIGNORE_FILE, GITIGNORE.as_bytes(), &opts)?;
+        root.create_dir(GAPS)?;
+        layout.loops(true)?;
         Store::create(dir.join(IDS), idreserve::Config::default())?;
-        atomic_file::write_yaml(dir.join(CONFIG), &config)?;
+        let yaml = atomic_file::Format::Yaml.encode(dir.join(CONFIG), &config)?;
+        root.write(CONFIG, &yaml, &atomic_file::Options::new())?;
         let reg = Registry::open(&dir)?;
         let _guard = reg.lock()?;
         reg.rebuild_index()?;
@@ -154,22 +206,31 @@ impl Registry {
     /// [`ErrorKind::NoRegistry`] if it holds no registry.
     pub fn open(gapreg_dir: impl AsRef<Path>) -> Result<Registry> {
         let dir = gapreg_dir.as_ref().to_path_buf();
-        let config: Config = match atomic_file::read_yaml(dir.join(CONFIG)) {
-            Ok(c) => c,
+        let root = match Dir::open(&dir) {
+            Ok(root) => root,
             Err(e) if e.is_not_found() => {
                 return Err(Error::new(ErrorKind::NoRegistry { start: dir }));
             }
             Err(e) => return Err(e.into()),
         };
+        let path = dir.join(CONFIG);
+        let Some(bytes) = root.read(CONFIG, MAX_CONFIG_BYTES)? else {
+            return Err(Error::new(ErrorKind::NoRegistry { start: dir }));
+        };
+        let config = parse_config(&path, &bytes)?;
+        let layout = Layout::new(dir.clone(), &config.loops_dir)?;
+        check_not_nested(layout.repo())?;
         let timeout = Duration::from_secs(config.lock_timeout_secs);
         let ids = Store::open(dir.join(IDS))?.with_lock_timeout(timeout);
         Ok(Registry {
             mutex: FileMutex::new(dir.join(LOCK)),
             opts: Self::options(&config),
             lock_timeout: timeout,
+            layout,
             dir,
             config,
             ids,
+            warn: Warner::default(),
         })
     }
 
@@ -181,19 +242,36 @@ impl Registry {
     /// [`ErrorKind::NoRegistry`] naming `start_dir` if none is found up to the root.
     pub fn discover(start_dir: impl AsRef<Path>) -> Result<Registry> {
         let start = start_dir.as_ref();
-        let abs = fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
-        if abs.file_name().is_some_and(|n| n == REGISTRY_DIR) && abs.join(CONFIG).is_file() {
+        let abs = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
+        if abs.file_name().is_some_and(|n| n == REGISTRY_DIR) && has_registry(&abs) {
             return Registry::open(abs);
         }
         for dir in abs.ancestors() {
             let candidate = dir.join(REGISTRY_DIR);
-            if candidate.join(CONFIG).is_file() {
+            // A `.gapreg` that is a symlink or not a directory is opened (and refused with
+            // an error naming it) rather than skipped for a registry further up.
+            if std::fs::symlink_metadata(&candidate).is_ok() {
                 return Registry::open(candidate);
             }
         }
         Err(Error::new(ErrorKind::NoRegistry {
             start: start.to_path_buf(),
         }))
+    }
+
+    /// This handle, passing warnings to `warn`: problems met after a change was made
+    /// durable (the index cache could not be updated, a committed batch could not be moved
+    /// into `gaps/` yet). They never turn a durable change into an error; the next reader or
+    /// writer repairs them.
+    pub fn with_warnings(mut self, warn: impl Fn(&str) + Send + Sync + 'static) -> Registry {
+        self.warn = Warner(Some(Arc::new(warn)));
+        self
+    }
+
+    fn warn(&self, message: &str) {
+        if let Some(w) = &self.warn.0 {
+            w(message);
+        }
     }
 
     fn options(config: &Config) -> atomic_file::Options {
@@ -239,11 +317,10 @@ impl Registry {
         &self,
         opts: leaselock::lease::LeaseOptions,
     ) -> Result<leaselock::lease::Leases, leaselock::lease::LeaseError> {
-        let root = match self.dir.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        leaselock::lease::Leases::open_with(root, opts.leases_dir(self.dir.join("leases")))
+        leaselock::lease::Leases::open_with(
+            self.layout.repo(),
+            opts.leases_dir(self.dir.join(LEASES)),
+        )
     }
 
     /// The settings.
@@ -259,22 +336,11 @@ impl Registry {
     /// The directory of loop files (`..` resolved lexically: `.gapreg/../loop-scopes` is
     /// `loop-scopes` beside `.gapreg`).
     pub fn loops_dir(&self) -> PathBuf {
-        let mut out = PathBuf::new();
-        for c in self.dir.join(&self.config.loops_dir).components() {
-            match c {
-                std::path::Component::ParentDir
-                    if matches!(
-                        out.components().next_back(),
-                        Some(std::path::Component::Normal(_))
-                    ) =>
-                {
-                    out.pop();
-                }
-                std::path::Component::CurDir => {}
-                other => out.push(other),
-            }
-        }
-        out
+        self.layout.loops_path()
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The file of gap `id` (which need not exist).
@@ -297,16 +363,16 @@ impl Registry {
     pub(crate) fn read_gap(&self, id: &str) -> Result<Gap> {
         Self::check_gap_id(id)?;
         let path = self.gap_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::new(ErrorKind::NotFound {
-                    what: "gap",
-                    id: id.to_owned(),
-                    suggestions: Vec::new(),
-                }));
-            }
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let bytes = match self.gaps_dir(false)? {
+            Some(gaps) => gaps.read(gap_file(id), crate::model::MAX_YAML_BYTES as u64)?,
+            None => None,
+        };
+        let Some(bytes) = bytes else {
+            return Err(Error::new(ErrorKind::NotFound {
+                what: "gap",
+                id: id.to_owned(),
+                suggestions: Vec::new(),
+            }));
         };
         let gap = crate::model::parse_gap_yaml(&bytes).map_err(|r| Error::corrupt(&path, r))?;
         if gap.id != id {
@@ -318,66 +384,124 @@ impl Registry {
         Ok(gap)
     }
 
-    fn write_gap(&self, gap: &Gap) -> Result<()> {
-        let yaml = crate::model::gap_to_yaml(gap)
-            .map_err(|r| Error::invalid(format!("gap {}", gap.id), r))?;
-        self.opts.write(self.gap_path(&gap.id), yaml.as_bytes())?;
-        Ok(())
+    /// The `gaps/` directory; `None` if it does not exist (a fresh clone: git keeps no
+    /// empty directories) and `create` is false.
+    fn gaps_dir(&self, create: bool) -> Result<Option<Dir>> {
+        self.layout.sub(GAPS, create)
     }
 
-    fn gap_exists(&self, id: &str) -> bool {
-        id.parse::<Id>().is_ok() && self.gap_path(id).is_file()
+    /// Writes gap `gap`'s file. If the write fails after its rename (the directory `fsync`),
+    /// the file is put back as it was (`old`, or removed), so that a reported failure changed
+    /// nothing visible.
+    fn write_gap(&self, gap: &Gap, old: Option<&[u8]>) -> Result<()> {
+        let yaml = encode_gap(gap)?;
+        let gaps = self
+            .gaps_dir(true)?
+            .ok_or_else(|| Error::invalid("gaps", "missing"))?;
+        let name = gap_file(&gap.id);
+        match gaps.write(&name, yaml.as_bytes(), &self.opts) {
+            Err(e) if e.step() == Some(atomic_file::Step::SyncDir) => {
+                let _ = match old {
+                    Some(old) => gaps.write(&name, old, &self.opts),
+                    None => gaps.remove_file(&name).map(|_| ()),
+                };
+                Err(e.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Whether gap `id` has a file. Anything but a regular file there is an error.
+    fn gap_exists(&self, id: &str) -> Result<bool> {
+        if id.parse::<Id>().is_err() {
+            return Ok(false);
+        }
+        match self.gaps_dir(false)? {
+            Some(gaps) => Ok(gaps.file_exists(gap_file(id))?),
+            None => Ok(false),
+        }
     }
 
     // ----- index -----
 
-    fn gaps_stamp(&self) -> Result<u64> {
-        let dir = self.dir.join(GAPS);
-        let modified = fs::metadata(&dir)
-            .and_then(|m| m.modified())
-            .map_err(io_err("inspect", &dir))?;
-        Ok(modified
+    /// The modification time (ns) of `gaps/`, 0 if it does not exist.
+    pub(crate) fn gaps_stamp(&self) -> Result<u64> {
+        let Some(gaps) = self.gaps_dir(false)? else {
+            return Ok(0);
+        };
+        Ok(gaps
+            .modified()?
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64))
     }
 
     /// Rebuilds `index.log` from the gap files (under the lock). Unparseable gap files are
     /// skipped (`doctor` reports them). Returns the summaries in registry order.
-    pub(crate) fn rebuild_index(&self) -> Result<Vec<GapSummary>> {
+    ///
+    /// The index is a cache: if it cannot be written (a read-only checkout, a full disk) the
+    /// summaries are still returned, with a warning.
+    pub(crate) fn rebuild_index(&self) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
+        let (summaries, bad, stamp) = self.scan_summaries()?;
+        if let Err(e) = self.write_index(stamp, summaries.iter().cloned(), &bad) {
+            self.warn(&format!(
+                "the index cache was not updated ({e}); it is rebuilt later"
+            ));
+        }
+        Ok((summaries, bad))
+    }
+
+    /// Every indexable gap's summary in registry order, the unreadable gap files, and the
+    /// stamp of `gaps/` taken before the scan.
+    fn scan_summaries(&self) -> Result<(Vec<GapSummary>, Vec<DamagedFile>, u64)> {
         let stamp = self.gaps_stamp()?;
-        let (gaps, _bad) = self.scan_gap_files()?;
-        // A file whose name differs from its id is not indexed (`doctor` reports it).
-        let mut summaries: Vec<GapSummary> = gaps
+        let (gaps, bad) = self.scan_gap_files()?;
+        let mut damaged: Vec<DamagedFile> = bad
             .into_iter()
-            .filter(|(stem, g)| *stem == g.id)
-            .map(|(_, g)| g.summary())
+            .map(|(path, reason)| DamagedFile::new(path.display().to_string(), reason))
             .collect();
+        let mut summaries = Vec::with_capacity(gaps.len());
+        for (stem, g) in gaps {
+            if stem == g.id {
+                summaries.push(g.summary());
+            } else {
+                damaged.push(DamagedFile::new(
+                    self.gap_path(&stem).display().to_string(),
+                    format!("the file of {stem} holds the id {}", g.id),
+                ));
+            }
+        }
         summaries.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-        self.write_index(stamp, summaries.iter().cloned())?;
-        Ok(summaries)
+        Ok((summaries, damaged, stamp))
     }
 
     /// Every parseable gap file `(file stem, gap)`, and the unparseable ones `(path, reason)`.
     #[allow(clippy::type_complexity)]
     pub(crate) fn scan_gap_files(&self) -> Result<(Vec<(String, Gap)>, Vec<(PathBuf, String)>)> {
-        let dir = self.dir.join(GAPS);
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        let Some(dir) = self.gaps_dir(false)? else {
+            return Ok((good, bad));
+        };
+        for entry in dir.entries()? {
+            let path = dir.join(&entry.name);
+            let Some(name) = entry.name.to_str() else {
+                bad.push((path, "the file name is not UTF-8; rename it".to_owned()));
+                continue;
+            };
             let Some(stem) = name.strip_suffix(".yaml") else {
                 continue;
             };
             if stem.starts_with('.') {
                 continue;
             }
-            let path = entry.path();
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("read", &path, e)),
+            let bytes = match dir.read(&entry.name, crate::model::MAX_YAML_BYTES as u64) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) if e.is_damaged() => {
+                    bad.push((path, e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             match crate::model::parse_gap_yaml(&bytes) {
                 Ok(g) => good.push((stem.to_owned(), g)),
@@ -394,8 +518,8 @@ impl Registry {
         // changes gaps/, so the index is rebuilt below).
         self.finish_batch()?;
         let path = self.dir.join(INDEX);
-        let tail = match fs::File::open(&path) {
-            Ok(mut f) => {
+        let tail = match self.layout.root()?.open_file(INDEX) {
+            Ok(Some(mut f)) => {
                 let len = f.metadata().map_err(io_err("inspect", &path))?.len();
                 let mut start = len.saturating_sub(TAIL);
                 let mut buf = Vec::new();
@@ -413,8 +537,11 @@ impl Registry {
                 }
                 buf
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("open", &path, e)),
+            Ok(None) => Vec::new(),
+            // A damaged cache (a FIFO or a directory where it belongs) is not fatal here:
+            // rebuilding it below fails with the error naming it.
+            Err(e) if e.is_damaged() => Vec::new(),
+            Err(e) => return Err(e.into()),
         };
         if index::tail_stamp(&tail) != Some(self.gaps_stamp()?) {
             self.rebuild_index()?;
@@ -422,27 +549,33 @@ impl Registry {
         Ok(())
     }
 
-    /// Under the lock, after writing gap files: appends their summaries to the index.
-    fn append_index(&self, gaps: &[&Gap]) -> Result<()> {
+    /// Under the lock, after gap files were made durable: appends their summaries to the
+    /// index. The index is a cache, so a failure here cannot undo the change: it is a warning,
+    /// and the next reader finds the index stale (its last stamp no longer matches `gaps/`)
+    /// and rebuilds it.
+    fn append_index(&self, gaps: &[&Gap]) {
+        if let Err(e) = self.try_append_index(gaps) {
+            self.warn(&format!(
+                "the change is saved, but the index cache was not updated ({e}); it is \
+                 rebuilt on the next read"
+            ));
+        }
+    }
+
+    fn try_append_index(&self, gaps: &[&Gap]) -> Result<()> {
         let stamp = self.gaps_stamp()?;
         let text: String = gaps
             .iter()
             .map(|g| {
                 IndexLine {
-                    stamp,
                     gap: Some(g.summary()),
-                    compacted_len: None,
+                    ..IndexLine::stamp(stamp)
                 }
                 .encode()
             })
             .collect();
         let path = self.dir.join(INDEX);
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
+        let mut file = self.layout.root()?.open_append(INDEX)?;
         file.write_all(text.as_bytes())
             .map_err(io_err("append to", &path))?;
         // Compact once the index has grown past twice its size at the last compaction.
@@ -467,40 +600,62 @@ impl Registry {
 
     /// Every gap's summary in registry order, from the index (rebuilt under the lock first if
     /// it is stale).
-    pub(crate) fn load_index(&self) -> Result<Vec<GapSummary>> {
+    pub(crate) fn load_index(&self) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
         self.load_index_with(None)
     }
 
     /// Like [`Registry::load_index`], keeping only the gaps `filter` matches (cheaper: only
     /// their lines are parsed in full).
-    fn load_index_with(&self, filter: Option<&Filter>) -> Result<Vec<GapSummary>> {
-        let path = self.dir.join(INDEX);
-        let read = |path: &Path| match fs::read(path) {
-            Ok(d) => Ok(d),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io("read", path, e)),
+    ///
+    /// Also returns the gap files that could not be read, so that no listing is silently
+    /// shorter. A read-only checkout (the lock cannot be taken, the index cannot be written)
+    /// is served from the gap files directly.
+    fn load_index_with(
+        &self,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
+        let read = || -> Result<Vec<u8>> {
+            match self.layout.root()?.read(INDEX, MAX_INDEX_BYTES) {
+                Ok(d) => Ok(d.unwrap_or_default()),
+                // A damaged cache is rebuilt, never trusted.
+                Err(e) if e.is_damaged() => Ok(b"damaged".to_vec()),
+                Err(e) => Err(e.into()),
+            }
         };
         let scan = |data: &[u8]| match filter {
             Some(f) => index::scan_filtered(data, f),
             None => index::scan(data),
         };
-        let mut found = scan(&read(&path)?);
+        let filtered = |(mut gaps, bad): (Vec<GapSummary>, Vec<DamagedFile>)| {
+            if let Some(f) = filter {
+                gaps.retain(|g| f.matches(g));
+            }
+            (gaps, bad)
+        };
+        let mut found = scan(&read()?);
         if found.damaged || found.last_stamp != Some(self.gaps_stamp()?) {
-            let _guard = self.lock()?;
-            self.finish_batch()?;
-            found = scan(&read(&path)?);
-            if found.damaged || found.last_stamp != Some(self.gaps_stamp()?) {
-                let mut gaps = self.rebuild_index()?;
-                if let Some(f) = filter {
-                    gaps.retain(|g| f.matches(g));
+            let _guard = match self.lock() {
+                Ok(guard) => guard,
+                Err(e) if e.is_contended() => return Err(e),
+                // No lock to be had (a read-only checkout, another user's registry): read
+                // the gap files themselves, write nothing.
+                Err(_) => {
+                    let (gaps, bad, _) = self.scan_summaries()?;
+                    return Ok(filtered((gaps, bad)));
                 }
-                return Ok(gaps);
+            };
+            self.finish_batch()?;
+            found = scan(&read()?);
+            if found.damaged || found.last_stamp != Some(self.gaps_stamp()?) {
+                return Ok(filtered(self.rebuild_index()?));
             }
         }
         if found.lines > 2 * found.distinct + 64 {
-            self.compact(found.last_stamp)?;
+            if let Err(e) = self.compact(found.last_stamp) {
+                self.warn(&format!("the index cache was not compacted ({e})"));
+            }
         }
-        Ok(found.gaps)
+        Ok((found.gaps, found.bad_files))
     }
 
     /// Rewrites a long index as one line per gap, if the lock is free right now and nothing
@@ -509,58 +664,64 @@ impl Registry {
         let Ok(_guard) = self.mutex.try_lock() else {
             return Ok(());
         };
-        let path = self.dir.join(INDEX);
-        let now = index::scan(&fs::read(&path).map_err(io_err("read", &path))?);
+        let data = self.layout.root()?.read(INDEX, MAX_INDEX_BYTES)?;
+        let now = index::scan(&data.unwrap_or_default());
         if now.damaged || now.last_stamp != stamp || stamp != Some(self.gaps_stamp()?) {
             return Ok(());
         }
-        self.write_index(stamp.unwrap_or(0), now.gaps.into_iter())
+        self.write_index(stamp.unwrap_or(0), now.gaps.into_iter(), &now.bad_files)
     }
 
     /// Under the lock: rewrites the index as one line per gap (rebuilding it from the gap
     /// files if it is damaged or stale).
     fn compact_locked(&self) -> Result<()> {
-        let path = self.dir.join(INDEX);
-        let now = index::scan(&fs::read(&path).map_err(io_err("read", &path))?);
+        let data = self.layout.root()?.read(INDEX, MAX_INDEX_BYTES)?;
+        let now = index::scan(&data.unwrap_or_default());
         let stamp = self.gaps_stamp()?;
         if now.damaged || now.last_stamp != Some(stamp) {
             self.rebuild_index()?;
             return Ok(());
         }
-        self.write_index(stamp, now.gaps.into_iter())
+        self.write_index(stamp, now.gaps.into_iter(), &now.bad_files)
     }
 
     /// Under the lock: replaces `index.log` with a header, one line per gap and a stamp line.
-    fn write_index(&self, stamp: u64, gaps: impl Iterator<Item = GapSummary>) -> Result<()> {
+    fn write_index(
+        &self,
+        stamp: u64,
+        gaps: impl Iterator<Item = GapSummary>,
+        bad: &[DamagedFile],
+    ) -> Result<()> {
         let mut body = String::new();
         for g in gaps {
             body.push_str(
                 &IndexLine {
-                    stamp,
                     gap: Some(g),
-                    compacted_len: None,
+                    ..IndexLine::stamp(stamp)
                 }
                 .encode(),
             );
         }
-        body.push_str(
-            &IndexLine {
-                stamp,
-                gap: None,
-                compacted_len: None,
-            }
-            .encode(),
-        );
+        for d in bad {
+            body.push_str(
+                &IndexLine {
+                    damaged: Some(d.clone()),
+                    ..IndexLine::stamp(stamp)
+                }
+                .encode(),
+            );
+        }
+        body.push_str(&IndexLine::stamp(stamp).encode());
         let header = IndexLine {
-            stamp,
-            gap: None,
             compacted_len: Some(body.len() as u64),
+            ..IndexLine::stamp(stamp)
         }
         .encode();
         // A cache: no fsync needed (a lost index is rebuilt from the gap files).
-        atomic_file::Options::new()
-            .durability(atomic_file::Durability::NoSync)
-            .write(self.dir.join(INDEX), [header, body].concat().as_bytes())?;
+        let opts = atomic_file::Options::new().durability(atomic_file::Durability::NoSync);
+        self.layout
+            .root()?
+            .write(INDEX, [header, body].concat().as_bytes(), &opts)?;
         Ok(())
     }
 
@@ -579,33 +740,44 @@ impl Registry {
 
     #[allow(clippy::type_complexity)]
     pub(crate) fn scan_loop_files(&self) -> Result<(Vec<Loop>, Vec<(PathBuf, String)>)> {
-        let dir = self.loops_dir();
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((good, bad)),
-            Err(e) => return Err(Error::io("list", &dir, e)),
+        let Some(dir) = self.layout.loops(false)? else {
+            return Ok((good, bad));
         };
-        for entry in entries {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".md")) else {
+        for entry in dir.entries()? {
+            let path = dir.join(&entry.name);
+            let Some(stem) = entry.name.to_str().and_then(|n| n.strip_suffix(".md")) else {
                 continue;
             };
             if stem.starts_with('.') {
                 continue;
             }
-            let text = match fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
+            let text = match dir.read(&entry.name, loops::MAX_LOOP_BYTES) {
+                Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        bad.push((path, "it is not UTF-8 text".to_owned()));
+                        continue;
+                    }
+                },
+                Ok(None) => continue,
+                Err(e) if e.is_damaged() => {
                     bad.push((path, e.to_string()));
                     continue;
                 }
+                Err(e) => return Err(e.into()),
             };
+            // A markdown file without front matter (a README) is not a loop. A loop id in
+            // the name with no front matter is a damaged loop (a zeroed or emptied file),
+            // not a file to skip.
             if !text.trim_start_matches('\u{feff}').starts_with("---") {
+                if loops::check_loop_id(stem).is_ok() && stem.starts_with("LOOP-") {
+                    bad.push((
+                        path,
+                        "it has no front matter (`---` lines); restore it".into(),
+                    ));
+                }
                 continue;
             }
             match loops::parse_loop_named(&text, Some(stem)) {
@@ -631,7 +803,29 @@ impl Registry {
 
     /// Every loop, ordered by id.
     pub fn loops(&self) -> Result<Vec<Loop>> {
-        Ok(self.load_loops()?.into_values().collect())
+        Ok(self.loops_checked()?.value)
+    }
+
+    /// [`Registry::loops`], with the loop files that could not be read.
+    pub fn loops_checked(&self) -> Result<Checked<Vec<Loop>>> {
+        let (loops, damaged) = self.load_loops_checked()?;
+        Ok(Checked {
+            value: loops.into_values().collect(),
+            damaged,
+        })
+    }
+
+    /// Every loop by id, and the loop files that could not be read.
+    fn load_loops_checked(&self) -> Result<(BTreeMap<String, Loop>, Vec<DamagedFile>)> {
+        let (good, bad) = self.scan_loop_files()?;
+        let damaged = bad
+            .into_iter()
+            .map(|(path, reason)| DamagedFile::new(path.display().to_string(), reason))
+            .collect();
+        Ok((
+            good.into_iter().map(|l| (l.id.clone(), l)).collect(),
+            damaged,
+        ))
     }
 
     /// One loop.
@@ -664,7 +858,7 @@ impl Registry {
         }
         let _guard = self.lock()?;
         let all = self.load_loops()?;
-        if all.contains_key(&spec.id) || self.gap_exists(&spec.id) {
+        if all.contains_key(&spec.id) || self.gap_exists(&spec.id)? {
             return Err(Error::conflict(&spec.id, ConflictDetail::Exists));
         }
         for dep in &spec.depends_on {
@@ -676,15 +870,18 @@ impl Registry {
                 return Err(Error::new(ErrorKind::Cycle { path }));
             }
         }
-        let dir = self.loops_dir();
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let path = dir.join(format!("{}.md", spec.id));
-        if path.exists() {
+        let dir = self
+            .layout
+            .loops(true)?
+            .ok_or_else(|| Error::invalid("loops_dir", "cannot be created"))?;
+        let name = format!("{}.md", spec.id);
+        let path = dir.join(&name);
+        if dir.kind(&name)?.is_some() {
             return Err(Error::conflict(&spec.id, ConflictDetail::Exists));
         }
         let created = Timestamp::now().to_string();
         let text = loops::template(&spec, &created[..10]);
-        self.opts.write(&path, text.as_bytes())?;
+        dir.write(&name, text.as_bytes(), &self.opts)?;
         let mut l = loops::parse_loop_named(&text, None).map_err(|r| Error::corrupt(&path, r))?;
         l.path = path;
         Ok(l)
@@ -723,12 +920,40 @@ impl Registry {
     /// [`ErrorKind::Invalid`] for a bad field, [`ErrorKind::NotFound`] (with close matches)
     /// for a missing parent loop or dependency, [`ErrorKind::Cycle`], [`ErrorKind::Timeout`].
     pub fn file(&self, spec: GapSpec) -> Result<Gap> {
-        match self.file_batch(vec![spec]) {
-            Ok(mut v) => v
-                .pop()
-                .ok_or_else(|| Error::invalid("batch", "nothing filed")),
-            Err(e) => Err(e),
-        }
+        self.file_keyed(spec, None)
+    }
+
+    /// Like [`Registry::file`], safe to retry: the first call with `key` files the gap, and
+    /// every later call with the same key and the same spec returns that gap (as it is now)
+    /// instead of filing it again — for an agent that lost the answer (a crash, a timeout, a
+    /// broken pipe) and cannot tell whether the gap was filed. A key used for a different
+    /// spec is a [`ErrorKind::Conflict`]. Keys are 1–128 characters of `A-Z a-z 0-9 . _ : -`.
+    ///
+    /// ```
+    /// use gapreg::{Config, GapSpec, Registry, Severity};
+    /// let repo = tempfile::tempdir()?;
+    /// let reg = Registry::init(repo.path(), Config::default())?;
+    /// let spec = GapSpec::new("Lock contention", Severity::High);
+    /// let first = reg.file_idempotent(spec.clone(), "agent-7:task-31")?;
+    /// let again = reg.file_idempotent(spec, "agent-7:task-31")?;
+    /// assert_eq!((first.id.as_str(), again.id.as_str()), ("GAP-OP-1", "GAP-OP-1"));
+    /// assert_eq!(reg.list(&Default::default())?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn file_idempotent(&self, spec: GapSpec, key: &str) -> Result<Gap> {
+        self.file_keyed(spec, Some(key))
+    }
+
+    fn file_keyed(&self, spec: GapSpec, key: Option<&str>) -> Result<Gap> {
+        self.file_batch_keyed(vec![spec], key)?
+            .pop()
+            .ok_or_else(|| Error::invalid("batch", "nothing filed"))
+    }
+
+    /// [`Registry::file_batch`], safe to retry with the same `key` (see
+    /// [`Registry::file_idempotent`]).
+    pub fn file_batch_idempotent(&self, specs: Vec<GapSpec>, key: &str) -> Result<Vec<Gap>> {
+        self.file_batch_keyed(specs, Some(key))
     }
 
     /// Files many gaps under one lock: ids consecutive per prefix, registry positions
@@ -751,12 +976,57 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn file_batch(&self, specs: Vec<GapSpec>) -> Result<Vec<Gap>> {
+        self.file_batch_keyed(specs, None)
+    }
+
+    fn file_batch_keyed(&self, specs: Vec<GapSpec>, key: Option<&str>) -> Result<Vec<Gap>> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
+        if specs.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "batch",
+                format!(
+                    "it has {} entries, more than the {MAX_BATCH} one batch may file; split it",
+                    specs.len()
+                ),
+            ));
+        }
+        let request = match key {
+            Some(key) => {
+                check_key(key)?;
+                Some(format!(
+                    "{:08x}",
+                    crc32fast::hash(format!("{specs:?}").as_bytes())
+                ))
+            }
+            None => None,
+        };
         let single = specs.len() == 1;
         let _guard = self.lock()?;
         self.ensure_index_fresh()?;
+        // A retried request: return what it filed, or finish filing it with the ids it holds.
+        let mut reuse: Option<KeyRecord> = None;
+        if let (Some(key), Some(request)) = (key, &request) {
+            if let Some(record) = self.read_key(key)? {
+                if record.request != *request || record.ids.len() != specs.len() {
+                    return Err(Error::conflict(
+                        format!("idempotency key {key}"),
+                        ConflictDetail::KeyReused { ids: record.ids },
+                    ));
+                }
+                let mut filed = Vec::with_capacity(record.ids.len());
+                for id in &record.ids {
+                    if self.gap_exists(id)? {
+                        filed.push(self.read_gap(id)?);
+                    }
+                }
+                if filed.len() == record.ids.len() {
+                    return Ok(filed);
+                }
+                reuse = Some(record);
+            }
+        }
         let mut loop_cache = None;
         let mut errors: Vec<(usize, Error)> = Vec::new();
         let mut prefixes: Vec<Option<String>> = Vec::with_capacity(specs.len());
@@ -811,27 +1081,23 @@ impl Registry {
                 None => wanted.push((p.clone(), 1)),
             }
         }
-        let mut reserved: HashMap<String, std::vec::IntoIter<Id>> = HashMap::new();
-        for (p, n) in &wanted {
-            let r = self.ids.reserve(p, *n)?;
-            reserved.insert(p.clone(), r.ids().collect::<Vec<_>>().into_iter());
-        }
-        let seq = self.ids.reserve(SEQ_PREFIX, specs.len() as u64)?.first();
-        let ids: Vec<String> = specs
-            .iter()
-            .zip(&prefixes)
-            .map(|(s, p)| match (&s.id, p) {
-                (Some(id), _) => Ok(id.clone()),
-                (None, Some(p)) => reserved
-                    .get_mut(p)
-                    .and_then(Iterator::next)
-                    .map(|id| id.to_string())
-                    .ok_or_else(|| Error::invalid("batch", "ran out of reserved ids")),
-                (None, None) => Err(Error::invalid("batch", "entry without a prefix")),
-            })
-            .collect::<Result<_>>()?;
+        let (ids, seq) = match reuse {
+            Some(record) => (record.ids, record.seq),
+            None => {
+                let (ids, seq) = self.reserve_for(&specs, &prefixes, &wanted)?;
+                if let (Some(key), Some(request)) = (key, request) {
+                    // Durable before any gap file: a retry after a crash past this point
+                    // files the same ids.
+                    let record = KeyRecord { request, ids, seq };
+                    self.write_key(key, &record)?;
+                    (record.ids, record.seq)
+                } else {
+                    (ids, seq)
+                }
+            }
+        };
         for id in &ids {
-            if self.gap_path(id).exists() {
+            if self.gap_exists(id)? {
                 return Err(Error::invalid(
                     format!("reserved id {id}"),
                     format!(
@@ -882,8 +1148,61 @@ impl Registry {
             })
             .collect();
         self.write_batch(&gaps)?;
-        self.append_index(&gaps.iter().collect::<Vec<_>>())?;
+        self.append_index(&gaps.iter().collect::<Vec<_>>());
         Ok(gaps)
+    }
+
+    /// Reserves the ids of a checked batch (per prefix, consecutive) and its contiguous
+    /// registry positions; returns every entry's id and the first position.
+    fn reserve_for(
+        &self,
+        specs: &[GapSpec],
+        prefixes: &[Option<String>],
+        wanted: &[(String, u64)],
+    ) -> Result<(Vec<String>, u64)> {
+        let mut reserved: HashMap<String, std::vec::IntoIter<Id>> = HashMap::new();
+        for (p, n) in wanted {
+            let r = self.ids.reserve(p, *n)?;
+            reserved.insert(p.clone(), r.ids().collect::<Vec<_>>().into_iter());
+        }
+        let seq = self.ids.reserve(SEQ_PREFIX, specs.len() as u64)?.first();
+        let ids = specs
+            .iter()
+            .zip(prefixes)
+            .map(|(s, p)| match (&s.id, p) {
+                (Some(id), _) => Ok(id.clone()),
+                (None, Some(p)) => reserved
+                    .get_mut(p)
+                    .and_then(Iterator::next)
+                    .map(|id| id.to_string())
+                    .ok_or_else(|| Error::invalid("batch", "ran out of reserved ids")),
+                (None, None) => Err(Error::invalid("batch", "entry without a prefix")),
+            })
+            .collect::<Result<_>>()?;
+        Ok((ids, seq))
+    }
+
+    fn read_key(&self, key: &str) -> Result<Option<KeyRecord>> {
+        let Some(keys) = self.layout.sub(KEYS, false)? else {
+            return Ok(None);
+        };
+        let name = format!("{key}.json");
+        let opts = atomic_file::Options::new().checksum(true);
+        match keys.read_with(&name, &opts, MAX_MANIFEST_BYTES)? {
+            Some(bytes) => Ok(Some(
+                atomic_file::Format::Json.decode(keys.join(&name), &bytes)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn write_key(&self, key: &str, record: &KeyRecord) -> Result<()> {
+        let keys = self.layout.root()?.create_dir(KEYS)?;
+        let name = format!("{key}.json");
+        let bytes = atomic_file::Format::Json.encode(keys.join(&name), record)?;
+        // Always durable: a key lost in a power cut would let a retry file twice.
+        keys.write(&name, &bytes, &atomic_file::Options::new().checksum(true))?;
+        Ok(())
     }
 
     /// Writes a batch's gap files all or nothing, even if this process is killed meanwhile:
@@ -893,29 +1212,43 @@ impl Registry {
     /// it leaves a manifest that the next writer (or `doctor`) completes.
     fn write_batch(&self, gaps: &[Gap]) -> Result<()> {
         if let [gap] = gaps {
-            return self.write_gap(gap);
+            return self.write_gap(gap, None);
         }
-        let staging = self.dir.join(STAGING);
+        let root = self.layout.root()?;
         self.clear_staging()?;
-        fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
+        // gaps/ must exist before the batch commits: finishing it only renames.
+        self.gaps_dir(true)?;
+        let staging = root.create_dir(STAGING)?;
         let staged = gaps.iter().try_for_each(|gap| {
-            let yaml = crate::model::gap_to_yaml(gap)
-                .map_err(|r| Error::invalid(format!("gap {}", gap.id), r))?;
-            self.opts
-                .write(staging.join(format!("{}.yaml", gap.id)), yaml.as_bytes())?;
+            let yaml = encode_gap(gap)?;
+            staging.write(gap_file(&gap.id), yaml.as_bytes(), &self.opts)?;
             Ok::<_, Error>(())
         });
         let manifest: String = gaps.iter().map(|g| format!("{}\n", g.id)).collect();
-        let committed = staged.and_then(|()| {
-            Ok(self
-                .opts
-                .write(self.dir.join(PENDING), manifest.as_bytes())?)
-        });
-        if let Err(e) = committed {
-            let _ = self.clear_staging();
-            return Err(e);
+        let checksummed = self.opts.clone().checksum(true);
+        let committed =
+            staged.and_then(|()| Ok(root.write(PENDING, manifest.as_bytes(), &checksummed)?));
+        match committed {
+            Ok(()) => {}
+            // The manifest is in place but its durability is unconfirmed: take it back.
+            Err(e) if is_sync_dir(&e) => {
+                let _ = root.remove_file(PENDING);
+                let _ = self.clear_staging();
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = self.clear_staging();
+                return Err(e);
+            }
         }
-        self.finish_batch()?;
+        // Committed: the batch is filed. Moving the files is finished by the next writer or
+        // reader if it fails here, so it cannot turn the answer into an error.
+        if let Err(e) = self.finish_batch() {
+            self.warn(&format!(
+                "the batch is filed, but its files are not all in gaps/ yet ({e}); the next \
+                 gapreg command finishes moving them"
+            ));
+        }
         Ok(())
     }
 
@@ -923,55 +1256,73 @@ impl Registry {
     /// into `gaps/` and removes the manifest. Returns whether there was one.
     pub(crate) fn finish_batch(&self) -> Result<bool> {
         let pending = self.dir.join(PENDING);
-        let manifest = match fs::read_to_string(&pending) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io("read", &pending, e)),
+        let root = self.layout.root()?;
+        let checksummed = atomic_file::Options::new().checksum(true);
+        let Some(manifest) = root.read_with(PENDING, &checksummed, MAX_MANIFEST_BYTES)? else {
+            return Ok(false);
         };
-        let staging = self.dir.join(STAGING);
-        for id in manifest.lines().filter(|l| !l.is_empty()) {
+        let manifest = String::from_utf8(manifest)
+            .map_err(|_| Error::corrupt(&pending, "the manifest is not UTF-8"))?;
+        let ids: Vec<&str> = manifest.lines().filter(|l| !l.is_empty()).collect();
+        for id in &ids {
             Self::check_gap_id(id).map_err(|_| {
                 Error::corrupt(&pending, format!("{id:?} is not a gap id; remove the file"))
             })?;
-            let from = staging.join(format!("{id}.yaml"));
-            match fs::rename(&from, self.gap_path(id)) {
-                Ok(()) => {}
-                // Moved before the previous writer died.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("move a staged gap file", &from, e)),
+        }
+        let gaps = self
+            .gaps_dir(true)?
+            .ok_or_else(|| Error::invalid("gaps", "missing"))?;
+        if let Some(staging) = root.open_dir(STAGING)? {
+            for id in &ids {
+                // `false`: moved before the previous writer died.
+                staging.rename_file(gap_file(id), &gaps, gap_file(id))?;
             }
         }
-        // Make the renames durable (directories cannot be opened for fsync on Windows).
-        if self.config.durable && cfg!(unix) {
-            let gaps = self.dir.join(GAPS);
-            fs::File::open(&gaps)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync", &gaps))?;
+        // Make the renames durable before the manifest goes.
+        if self.config.durable {
+            gaps.sync()?;
         }
-        fs::remove_file(&pending).map_err(io_err("remove", &pending))?;
+        root.remove_file(PENDING)?;
         Ok(true)
     }
 
     /// Under the lock, with no manifest: removes staged files of batches that never
     /// committed. Returns what was removed.
+    ///
+    /// Only regular files named like a staged gap (`<ID>.yaml`) or a dead writer's temp file
+    /// are removed, by name inside `staging/` itself; anything else there is left alone and
+    /// reported by `doctor`.
     pub(crate) fn clear_staging(&self) -> Result<Vec<PathBuf>> {
-        let staging = self.dir.join(STAGING);
-        let entries = match fs::read_dir(&staging) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("list", &staging, e)),
+        let Some(staging) = self.layout.sub(STAGING, false)? else {
+            return Ok(Vec::new());
         };
         let mut removed = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io_err("list", &staging))?.path();
-            match fs::remove_file(&path) {
-                Ok(()) => removed.push(path),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", &path, e)),
+        for entry in staging.entries()? {
+            if entry.kind != FileKind::File || !is_staged_name(&entry.name) {
+                continue;
+            }
+            if staging.remove_file(&entry.name)? {
+                removed.push(staging.join(&entry.name));
             }
         }
+        removed.extend(staging.recover(true)?.removed);
         removed.sort();
         Ok(removed)
+    }
+
+    /// The one rule of "is this dependency finished": a gap when it is `complete`, a loop
+    /// when [`Loop::is_complete`]. `None` when finished; otherwise what to tell the user
+    /// (`GAP-OP-3 (open)`, `loop LOOP-A (active)`, `X (missing)`).
+    fn unfinished_dep(&self, dep: &str, loops: &BTreeMap<String, Loop>) -> Result<Option<String>> {
+        if self.gap_exists(dep)? {
+            let s = self.read_gap(dep)?.status;
+            return Ok((s != Status::Complete).then(|| format!("{dep} ({s})")));
+        }
+        Ok(match loops.get(dep) {
+            Some(l) if l.is_complete() => None,
+            Some(l) => Some(format!("loop {dep} ({})", l.status)),
+            None => Some(format!("{dep} (missing)")),
+        })
     }
 
     fn batch_name(&self, node: &str, specs: &[GapSpec]) -> String {
@@ -995,10 +1346,18 @@ impl Registry {
         loop_cache: &mut Option<BTreeMap<String, Loop>>,
     ) -> Result<(Option<String>, Vec<String>)> {
         check_title(&spec.title)?;
-        if spec.gap_type.contains('\n') {
-            return Err(Error::invalid("type", "it must be one line"));
-        }
+        check_type(&spec.gap_type)?;
         check_tags(&spec.tags)?;
+        check_text("description", &spec.description, MAX_DESCRIPTION)?;
+        if let Some(plan) = &spec.plan {
+            check_text("plan", plan, MAX_FIELD)?;
+        }
+        if spec.depends_on.len() > MAX_LIST {
+            return Err(Error::invalid(
+                "dependencies",
+                format!("a gap may have at most {MAX_LIST}"),
+            ));
+        }
         let status = spec.status.unwrap_or(Status::Open);
         if status == Status::InProgress {
             return Err(Error::invalid(
@@ -1079,7 +1438,7 @@ impl Registry {
                     }));
                 }
                 edges.push(format!("@{j}"));
-            } else if !self.gap_exists(dep) && !self.find_loop(dep, loop_cache)? {
+            } else if !self.gap_exists(dep)? && !self.find_loop(dep, loop_cache)? {
                 return Err(self.loop_not_found(dep, "dependency (gap or loop)"));
             }
         }
@@ -1092,7 +1451,7 @@ impl Registry {
                 }
                 let cache = &*loop_cache;
                 let mut deps = |n: &str| -> Option<Vec<String>> {
-                    if self.gap_exists(n) {
+                    if matches!(self.gap_exists(n), Ok(true)) {
                         self.read_gap(n).ok().map(|g| g.depends_on)
                     } else {
                         cache
@@ -1114,13 +1473,12 @@ impl Registry {
                         all[n].status == Some(Status::Complete)
                     } else if let Some(&j) = explicit.get(dep) {
                         all[j].status == Some(Status::Complete)
-                    } else if self.gap_exists(dep) {
-                        self.read_gap(dep)?.status == Status::Complete
                     } else {
-                        loop_cache
-                            .as_ref()
-                            .and_then(|c| c.get(dep))
-                            .is_some_and(Loop::is_complete)
+                        let loops = match loop_cache {
+                            Some(c) => &*c,
+                            None => loop_cache.insert(self.load_loops()?),
+                        };
+                        self.unfinished_dep(dep, loops)?.is_none()
                     };
                 if !done {
                     open.push(dep.clone());
@@ -1147,18 +1505,33 @@ impl Registry {
         self.read_gap(id)
     }
 
-    /// Gaps matching `filter`, in registry order, read from the index only.
+    /// Gaps matching `filter`, in registry order, read from the index only. Gap files that
+    /// cannot be read are left out: [`Registry::list_checked`] names them.
     pub fn list(&self, filter: &Filter) -> Result<Vec<GapSummary>> {
-        self.load_index_with(Some(filter))
+        Ok(self.list_checked(filter)?.value)
+    }
+
+    /// [`Registry::list`], with the gap files that could not be read (so that a shorter list
+    /// is never mistaken for a complete one).
+    pub fn list_checked(&self, filter: &Filter) -> Result<Checked<Vec<GapSummary>>> {
+        let (value, damaged) = self.load_index_with(Some(filter))?;
+        Ok(Checked { value, damaged })
     }
 
     /// The work an idle agent can take now: gaps that are not complete, out of scope or
     /// `blocked`, not under a live claim, whose dependencies are complete — gaps, loops, and
     /// the loops their parent loop depends on. Most severe first, then registry order.
     /// Returns index summaries; [`Registry::show`] reads a whole gap.
+    /// [`Registry::ready_checked`] also names the gap and loop files that could not be read.
     pub fn ready(&self) -> Result<Vec<GapSummary>> {
-        let gaps = self.load_index()?;
-        let loops = self.load_loops()?;
+        Ok(self.ready_checked()?.value)
+    }
+
+    /// [`Registry::ready`], with the gap and loop files that could not be read.
+    pub fn ready_checked(&self) -> Result<Checked<Vec<GapSummary>>> {
+        let (gaps, mut damaged) = self.load_index()?;
+        let (loops, bad_loops) = self.load_loops_checked()?;
+        damaged.extend(bad_loops);
         let status: HashMap<&str, Status> =
             gaps.iter().map(|g| (g.id.as_str(), g.status)).collect();
         let lookup = |id: &str| status.get(id).copied();
@@ -1169,7 +1542,10 @@ impl Registry {
             .cloned()
             .collect();
         ready.sort_by_key(|g| (g.severity, g.seq));
-        Ok(ready)
+        Ok(Checked {
+            value: ready,
+            damaged,
+        })
     }
 
     /// Why gap `id` is not ready; empty when it is.
@@ -1177,7 +1553,7 @@ impl Registry {
         let gap = self.read_gap(id)?;
         let loops = self.load_loops()?;
         let lookup = |dep: &str| {
-            if self.gap_exists(dep) {
+            if matches!(self.gap_exists(dep), Ok(true)) {
                 self.read_gap(dep).ok().map(|g| g.status)
             } else {
                 None
@@ -1199,14 +1575,32 @@ impl Registry {
 
     /// Counts by status, severity and loop, from the index.
     pub fn summary(&self) -> Result<Summary> {
-        Ok(Summary::of(&self.load_index()?))
+        Ok(self.summary_checked()?.value)
+    }
+
+    /// [`Registry::summary`], with the gap files that could not be read.
+    pub fn summary_checked(&self) -> Result<Checked<Summary>> {
+        let (gaps, damaged) = self.load_index()?;
+        Ok(Checked {
+            value: Summary::of(&gaps),
+            damaged,
+        })
     }
 
     /// A deterministic markdown overview (see [`crate::render`]).
     pub fn render(&self) -> Result<String> {
-        let gaps = self.load_index()?;
-        let loops = self.load_loops()?;
-        Ok(crate::render::render(&gaps, &loops))
+        Ok(self.render_checked()?.value)
+    }
+
+    /// [`Registry::render`], with the gap and loop files that could not be read.
+    pub fn render_checked(&self) -> Result<Checked<String>> {
+        let (gaps, mut damaged) = self.load_index()?;
+        let (loops, bad_loops) = self.load_loops_checked()?;
+        damaged.extend(bad_loops);
+        Ok(Checked {
+            value: crate::render::render(&gaps, &loops),
+            damaged,
+        })
     }
 
     // ----- updates -----
@@ -1221,12 +1615,13 @@ impl Registry {
         let _guard = self.lock()?;
         self.ensure_index_fresh()?;
         let mut gap = self.read_gap(id)?;
+        let before = encode_gap(&gap)?;
         let now = Timestamp::now();
         if change(&mut gap, now)? {
             gap.revision += 1;
             gap.updated = now;
-            self.write_gap(&gap)?;
-            self.append_index(&[&gap])?;
+            self.write_gap(&gap, Some(before.as_bytes()))?;
+            self.append_index(&[&gap]);
         }
         Ok(gap)
     }
@@ -1243,9 +1638,11 @@ impl Registry {
         check_agent(agent)?;
         self.update(id, |gap, now| {
             if gap.status.is_closed() {
-                return Err(Error::invalid(
-                    format!("claim of {id}"),
-                    format!("{id} is {}; there is nothing to claim", gap.status),
+                // Most often a lost race: another agent finished it between `ready` and
+                // `claim`. A conflict, so the caller moves on to the next ready gap.
+                return Err(Error::conflict(
+                    id,
+                    ConflictDetail::Closed { status: gap.status },
                 ));
             }
             match gap.claimed_at_time(now) {
@@ -1331,17 +1728,8 @@ impl Registry {
                 let loops = self.load_loops()?;
                 let mut open = Vec::new();
                 for dep in &gap.depends_on {
-                    if self.gap_exists(dep) {
-                        let s = self.read_gap(dep)?.status;
-                        if s != Status::Complete {
-                            open.push(format!("{dep} ({s})"));
-                        }
-                    } else {
-                        match loops.get(dep) {
-                            Some(l) if l.is_complete() => {}
-                            Some(l) => open.push(format!("loop {dep} ({})", l.status)),
-                            None => open.push(format!("{dep} (missing)")),
-                        }
+                    if let Some(what) = self.unfinished_dep(dep, &loops)? {
+                        open.push(what);
                     }
                 }
                 if !open.is_empty() {
@@ -1376,11 +1764,11 @@ impl Registry {
                 return Ok(false);
             }
             let loops = self.load_loops()?;
-            if !self.gap_exists(on) && !loops.contains_key(on) {
+            if !self.gap_exists(on)? && !loops.contains_key(on) {
                 return Err(self.loop_not_found(on, "dependency (gap or loop)"));
             }
             let mut deps = |n: &str| -> Option<Vec<String>> {
-                if self.gap_exists(n) {
+                if matches!(self.gap_exists(n), Ok(true)) {
                     self.read_gap(n).ok().map(|g| g.depends_on)
                 } else {
                     loops.get(n).map(|l| l.depends_on.clone())
@@ -1391,16 +1779,7 @@ impl Registry {
             }
             if gap.status == Status::Complete {
                 // A complete gap may not wait for something unfinished (as in `set_status`).
-                let unfinished = if self.gap_exists(on) {
-                    let s = self.read_gap(on)?.status;
-                    (s != Status::Complete).then(|| format!("{on} ({s})"))
-                } else {
-                    loops
-                        .get(on)
-                        .filter(|l| l.status != "complete")
-                        .map(|l| format!("loop {on} ({})", l.status))
-                };
-                if let Some(what) = unfinished {
+                if let Some(what) = self.unfinished_dep(on, &loops)? {
                     return Err(Error::invalid(
                         format!("dependency of {id}"),
                         format!(
@@ -1460,8 +1839,14 @@ impl Registry {
         if let Some(title) = &edit.title {
             check_title(title)?;
         }
-        if edit.gap_type.as_deref().is_some_and(|t| t.contains('\n')) {
-            return Err(Error::invalid("type", "it must be one line"));
+        if let Some(t) = &edit.gap_type {
+            check_type(t)?;
+        }
+        if let Some(d) = &edit.description {
+            check_text("description", d, MAX_DESCRIPTION)?;
+        }
+        if let Some(Some(plan)) = &edit.plan {
+            check_text("plan", plan, MAX_FIELD)?;
         }
         if let Some(tags) = &edit.tags {
             check_tags(tags)?;
@@ -1523,11 +1908,23 @@ impl Registry {
             .load_loops()?
             .remove(id)
             .ok_or_else(|| self.loop_not_found(id, "loop"))?;
-        let text = fs::read_to_string(&l.path).map_err(io_err("read", &l.path))?;
+        let dir = self
+            .layout
+            .loops(false)?
+            .ok_or_else(|| self.loop_not_found(id, "loop"))?;
+        let name = l
+            .path
+            .file_name()
+            .ok_or_else(|| Error::corrupt(&l.path, "no file name"))?
+            .to_os_string();
+        let bytes = dir
+            .read(&name, loops::MAX_LOOP_BYTES)?
+            .ok_or_else(|| self.loop_not_found(id, "loop"))?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::corrupt(&l.path, "not UTF-8"))?;
         let edited = loops::set_front_matter_field(&text, "status", status)
             .ok_or_else(|| Error::corrupt(&l.path, "no front matter between `---` lines"))?;
         if edited != text {
-            self.opts.write(&l.path, edited.as_bytes())?;
+            dir.write(&name, edited.as_bytes(), &self.opts)?;
         }
         let mut out =
             loops::parse_loop_named(&edited, None).map_err(|r| Error::corrupt(&l.path, r))?;
@@ -1556,7 +1953,59 @@ fn check_title(title: &str) -> Result<()> {
     Ok(())
 }
 
+fn check_type(gap_type: &str) -> Result<()> {
+    if gap_type.contains('\n') {
+        return Err(Error::invalid("type", "it must be one line"));
+    }
+    check_text("type", gap_type, MAX_FIELD)
+}
+
+/// Refuses a text field longer than `max` bytes.
+fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
+    if text.len() > max {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "it is {} bytes, more than the {max} allowed; put long text in a document and \
+                 link to it",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An idempotency key: 1–128 characters of `A-Z a-z 0-9 . _ : -`, so it is a safe file name.
+fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_KEY
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("idempotency key {key:?}"),
+            format!(
+                "use 1 to {MAX_KEY} characters of A-Z, a-z, 0-9, `.`, `_`, `:` and `-`, not \
+                 starting with `.` (for example agent-7:task-31)"
+            ),
+        ))
+    }
+}
+
 fn check_tags(tags: &[String]) -> Result<()> {
+    if tags.len() > MAX_LIST {
+        return Err(Error::invalid(
+            "tags",
+            format!("a gap may have at most {MAX_LIST}"),
+        ));
+    }
+    if let Some(tag) = tags.iter().find(|t| t.len() > MAX_FIELD) {
+        return check_text("tag", tag, MAX_FIELD);
+    }
     match tags
         .iter()
         .find(|t| t.trim().is_empty() || t.contains(char::is_whitespace))
@@ -1570,10 +2019,10 @@ fn check_tags(tags: &[String]) -> Result<()> {
 }
 
 fn check_agent(agent: &str) -> Result<()> {
-    if agent.trim().is_empty() || agent.contains(char::is_whitespace) {
+    if agent.trim().is_empty() || agent.contains(char::is_whitespace) || agent.len() > MAX_KEY {
         return Err(Error::invalid(
             format!("agent id {agent:?}"),
-            "it must be non-empty and contain no whitespace, like CC-3",
+            format!("it must be 1 to {MAX_KEY} bytes without whitespace, like CC-3"),
         ));
     }
     Ok(())
@@ -1600,4 +2049,93 @@ pub(crate) fn view(g: &GapSummary) -> GapView<'_> {
         parent_loop: g.parent_loop.as_deref(),
         depends_on: &g.depends_on,
     }
+}
+
+/// The file name of gap `id` inside `gaps/` (and `staging/`).
+fn gap_file(id: &str) -> String {
+    format!("{id}.yaml")
+}
+
+/// A gap's file contents, refused if larger than any reader accepts.
+fn encode_gap(gap: &Gap) -> Result<String> {
+    let yaml =
+        crate::model::gap_to_yaml(gap).map_err(|r| Error::invalid(format!("gap {}", gap.id), r))?;
+    if yaml.len() > crate::model::MAX_YAML_BYTES {
+        return Err(Error::invalid(
+            format!("gap {}", gap.id),
+            format!(
+                "its file would be {} bytes, more than the {} bytes a gap file may hold; \
+                 shorten the description or plan (or link to a document)",
+                yaml.len(),
+                crate::model::MAX_YAML_BYTES
+            ),
+        ));
+    }
+    Ok(yaml)
+}
+
+/// Whether `e` is a write that failed at its last step: the directory `fsync` after the
+/// rename, when the new file is in place but not known to be durable.
+fn is_sync_dir(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::File(f) if f.step() == Some(atomic_file::Step::SyncDir))
+}
+
+/// Names `clear_staging` may remove: a staged gap file or one of atomic-file's temp files.
+pub(crate) fn is_staged_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_suffix(".yaml"))
+        .is_some_and(|stem| stem.parse::<Id>().is_ok())
+}
+
+/// Parses `config.yaml` strictly: unknown and missing keys are errors naming them.
+fn parse_config(path: &Path, bytes: &[u8]) -> Result<Config> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::corrupt(
+            path,
+            "it is empty; it must set loops_dir, lock_timeout_secs, default_prefix and \
+             durable (restore it from git)",
+        ));
+    }
+    let config: Config =
+        atomic_file::Format::Yaml
+            .decode(path, bytes)
+            .map_err(|e| match e.kind() {
+                atomic_file::ErrorKind::Decode { message, .. } => {
+                    Error::corrupt(path, message.clone())
+                }
+                _ => Error::from(e),
+            })?;
+    idreserve::check_prefix(&gap_prefix(&config.default_prefix))
+        .map_err(|e| Error::corrupt(path, format!("default_prefix: {e}")))?;
+    Ok(config)
+}
+
+/// Whether `dir` (a `.gapreg` directory, not followed if a symlink) holds a registry.
+fn has_registry(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+        && std::fs::symlink_metadata(dir.join(CONFIG)).is_ok_and(|m| m.is_file())
+}
+
+/// Refuses a registry in `repo` when a directory above it holds one too: the two would keep
+/// separate leases on the same files (the outer one's `sub/x` is the inner one's `x`), so two
+/// exclusive leases could cover one file.
+fn check_not_nested(repo: &Path) -> Result<()> {
+    let abs = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_path_buf());
+    for outer in abs.ancestors().skip(1) {
+        let candidate = outer.join(REGISTRY_DIR);
+        if has_registry(&candidate) {
+            return Err(Error::invalid(
+                format!("registry in {}", abs.display()),
+                format!(
+                    "it is nested inside the registry {}: their leases on the same files \
+                     would not see each other; use the outer registry (remove {}), or move \
+                     the repository out of {}",
+                    candidate.display(),
+                    abs.join(REGISTRY_DIR).display(),
+                    outer.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -218,8 +218,18 @@ fn claims_are_compare_and_swap() {
 
     reg.set_status("GAP-OP-1", Status::Complete, None)
         .expect("complete");
+    // A closed gap cannot be claimed; a conflict, as when another agent finished it first.
     let err = reg.claim("GAP-OP-1", "CC-1", None).expect_err("complete");
-    assert!(matches!(err.kind(), ErrorKind::Invalid { .. }), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Conflict {
+                detail: gapreg::ConflictDetail::Closed { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -700,7 +710,11 @@ fn batches_cut_short_are_finished_or_dropped() {
     };
     std::fs::write(reg.gap_path("GAP-OP-3"), staged("GAP-OP-3", 3)).expect("moved");
     std::fs::write(staging.join("GAP-OP-4.yaml"), staged("GAP-OP-4", 4)).expect("staged");
-    std::fs::write(reg.dir().join("batch.pending"), "GAP-OP-3\nGAP-OP-4\n").expect("manifest");
+    gapreg::atomic_file::write_checksummed(
+        reg.dir().join("batch.pending"),
+        b"GAP-OP-3\nGAP-OP-4\n",
+    )
+    .expect("manifest");
     let report = reg.doctor(false).expect("doctor");
     assert!(
         report

@@ -1,0 +1,205 @@
+//! Every file and directory under `.gapreg/`, and how each is reached.
+//!
+//! | path | owner | tracked by git | why |
+//! |------|-------|----------------|-----|
+//! | `config.yaml` | gapreg ([`crate::Config`]) | yes | the registry's settings travel with the repository |
+//! | `gaps/<ID>.yaml` | gapreg | yes | the documents: one file per gap, merged by git |
+//! | `<loops_dir>/<LOOP-ID>.md` | gapreg ([`crate::loops`]) | yes | loop scopes, written by people |
+//! | `.gitignore` | gapreg | yes | keeps the untracked files below out of commits |
+//! | `ids/` | idreserve ([`idreserve::Store`]) | its `config.yaml` and `counters.log` (today) | id counters and the registry order (`SEQ`) |
+//! | `index.log` | gapreg ([`crate::index`]) | no | a checksummed cache of gap summaries, rebuilt from `gaps/` whenever it disagrees |
+//! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | no | the mutex every mutation holds, and its FIFO queue |
+//! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | no | leases on the repository's files |
+//! | `staging/`, `batch.pending` | gapreg | no | a batch's files before and while it is committed |
+//! | `keys/<KEY>.json` | gapreg | no | idempotency keys of `file`: what a retried call already filed |
+//!
+//! # Hostile repositories
+//!
+//! A registry is committed to git, so everything here may come from a stranger's repository.
+//! Every file and directory is reached through an [`atomic_file::dir::Dir`] opened on the
+//! registry directory, one component at a time, never following a symlink: a link, FIFO,
+//! device or a directory where a file belongs (and the other way round) is refused with an
+//! error naming it ([`crate::ErrorKind::File`] of kind `WrongType`, exit 6 in the CLI), and
+//! nothing is read, written or removed through it. The registry directory itself may not be
+//! a symlink. The loops directory is configurable (`loops_dir`), so it is checked to stay
+//! inside the repository (`..` may lead from `.gapreg/` to the repository, no further;
+//! absolute paths are refused) and is reached the same way from the repository directory.
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use atomic_file::dir::Dir;
+
+use crate::error::{Error, Result};
+
+/// The registry directory's name inside a repository.
+pub const REGISTRY_DIR: &str = ".gapreg";
+pub(crate) const CONFIG: &str = "config.yaml";
+pub(crate) const GAPS: &str = "gaps";
+pub(crate) const IDS: &str = "ids";
+pub(crate) const INDEX: &str = "index.log";
+pub(crate) const LOCK: &str = "registry.lock";
+pub(crate) const LEASES: &str = "leases";
+/// Where a batch's gap files are written before its manifest commits them.
+pub(crate) const STAGING: &str = "staging";
+/// The manifest of a committed batch whose files are still being moved into `gaps/`.
+pub(crate) const PENDING: &str = "batch.pending";
+/// Idempotency keys of `file`.
+pub(crate) const KEYS: &str = "keys";
+pub(crate) const GITIGNORE_FILE: &str = ".gitignore";
+pub(crate) const GITIGNORE: &str = "# Derived or per-machine files, written by gapreg\nindex.log\n\
+    *.lock\n*.queue/\nleases/\n.*.atomic-tmp\nstaging/\nbatch.pending\nkeys/\n";
+
+/// Largest `config.yaml` read.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+/// Largest `index.log` read (about a million gaps' summaries).
+pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
+/// Largest batch manifest or key record read.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Where a registry's files are, and how to open them without following links.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// The registry directory (`.../.gapreg`).
+    pub dir: PathBuf,
+    /// The loops directory as components below the repository (`up == 1`) or the registry
+    /// directory (`up == 0`).
+    loops: (usize, Vec<OsString>),
+}
+
+impl Layout {
+    /// The layout of the registry directory `dir` with the configured `loops_dir`.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Invalid`] if `loops_dir` is absolute or leads outside the
+    /// repository.
+    pub fn new(dir: PathBuf, loops_dir: &Path) -> Result<Layout> {
+        Ok(Layout {
+            loops: confine(loops_dir)?,
+            dir,
+        })
+    }
+
+    /// The repository directory holding the registry.
+    pub fn repo(&self) -> &Path {
+        match self.dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        }
+    }
+
+    /// The registry directory, opened (never through a symlink).
+    pub fn root(&self) -> Result<Dir> {
+        Ok(Dir::open(&self.dir)?)
+    }
+
+    /// The child directory `name` of the registry; `None` if it does not exist (and
+    /// `create` is false).
+    pub fn sub(&self, name: &str, create: bool) -> Result<Option<Dir>> {
+        let root = self.root()?;
+        if create {
+            Ok(Some(root.create_dir(name)?))
+        } else {
+            Ok(root.open_dir(name)?)
+        }
+    }
+
+    /// The loops directory; `None` if it does not exist (and `create` is false).
+    pub fn loops(&self, create: bool) -> Result<Option<Dir>> {
+        let (up, parts) = &self.loops;
+        let mut dir = if *up == 0 {
+            self.root()?
+        } else {
+            Dir::open(self.repo())?
+        };
+        for part in parts {
+            dir = if create {
+                dir.create_dir(part)?
+            } else {
+                match dir.open_dir(part)? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                }
+            };
+        }
+        Ok(Some(dir))
+    }
+
+    /// The loops directory's path, for messages and [`crate::Loop::path`].
+    pub fn loops_path(&self) -> PathBuf {
+        let (up, parts) = &self.loops;
+        let mut out = if *up == 0 {
+            self.dir.clone()
+        } else {
+            self.repo().to_path_buf()
+        };
+        out.extend(parts);
+        out
+    }
+}
+
+/// Checks that `loops_dir` (relative to the registry directory) stays inside the repository;
+/// returns how many levels it goes up (0 or 1) and the components below that.
+fn confine(loops_dir: &Path) -> Result<(usize, Vec<OsString>)> {
+    let invalid = |reason: &str| {
+        Error::invalid(
+            format!(
+                "loops_dir {:?} in config.yaml",
+                loops_dir.display().to_string()
+            ),
+            format!(
+                "{reason}; use a path relative to .gapreg/ that stays inside the repository, \
+                 such as `loops` or `../loop-scopes`"
+            ),
+        )
+    };
+    // Components relative to the repository: `.gapreg` first.
+    let mut stack: Vec<OsString> = vec![OsString::from(REGISTRY_DIR)];
+    for c in loops_dir.components() {
+        match c {
+            Component::Normal(part) => stack.push(part.to_os_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if stack.pop().is_none() {
+                    return Err(invalid("it leads outside the repository"));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(invalid("it is absolute"));
+            }
+        }
+    }
+    if stack.is_empty() {
+        return Err(invalid("it names the repository itself"));
+    }
+    if stack.len() == 1 && stack[0] == REGISTRY_DIR {
+        return Err(invalid("it names the registry directory itself"));
+    }
+    if stack[0] == REGISTRY_DIR {
+        Ok((0, stack.split_off(1)))
+    } else {
+        Ok((1, stack))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loops_dirs_must_stay_inside_the_repository() {
+        let ok = |p: &str| confine(Path::new(p)).expect(p);
+        assert_eq!(ok("loops"), (0, vec!["loops".into()]));
+        assert_eq!(ok("./a/b"), (0, vec!["a".into(), "b".into()]));
+        assert_eq!(ok("../loop-scopes"), (1, vec!["loop-scopes".into()]));
+        assert_eq!(
+            ok("x/../../docs/loops"),
+            (1, vec!["docs".into(), "loops".into()])
+        );
+        for bad in ["../../outside", "/etc", "..", ".", "../..", "a/../../../x"] {
+            let err = confine(Path::new(bad)).expect_err(bad);
+            assert!(err.to_string().contains("loops_dir"), "{err}");
+        }
+    }
+}
