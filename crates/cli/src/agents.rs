@@ -15,7 +15,7 @@ use gapreg::{GapSpec, LoopSpec, Registry, Severity, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::output::{eprint_escaped, escape_text, fancy_stderr};
+use crate::output::{eprint_escaped, escape_text, fancy_stderr, print_raw};
 
 const LOOP_ID: &str = "LOOP-DEMO";
 const BATCH: usize = 5;
@@ -101,10 +101,12 @@ fn run_in(repo: &Path, agents: u32) -> Result {
         .collect::<std::io::Result<Vec<_>>>()?;
     let fancy = fancy_stderr();
     let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    // Every agent is waited for, even after one failed, so none is left running.
     for (done, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            return Err(format!("an agent process failed ({})", out.status).into());
+            failures.push(out.status.to_string());
         }
         for line in BufReader::new(&out.stdout[..]).lines() {
             let line = line?;
@@ -113,27 +115,38 @@ fn run_in(repo: &Path, agents: u32) -> Result {
             }
         }
         if fancy {
-            eprint!("\r\x1b[2Kgapreg: agents finished {}/{agents}", done + 1);
+            // Progress only; a failure to show it is no failure of the demo.
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[2Kgapreg: agents finished {}/{agents}",
+                done + 1
+            );
         }
     }
     if fancy {
-        eprintln!();
+        let _ = writeln!(std::io::stderr());
+    }
+    if !failures.is_empty() {
+        return Err(format!(
+            "{} of {agents} agent processes failed ({})",
+            failures.len(),
+            failures.join(", ")
+        )
+        .into());
     }
     let elapsed = started.elapsed();
 
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(escape_text(&registry.render()?).as_bytes())?;
+    let mut text = escape_text(&registry.render()?).into_owned();
     let checks = verify(&registry, &reports, agents)?;
-    writeln!(
-        stdout,
-        "\n## Verification ({agents} agents, {elapsed:.1?})\n"
-    )?;
+    text.push_str(&format!(
+        "\n## Verification ({agents} agents, {elapsed:.1?})\n\n"
+    ));
     let mut failed = false;
-    for (ok, text) in &checks {
+    for (ok, check) in &checks {
         failed |= !ok;
-        writeln!(stdout, "- [{}] {text}", if *ok { "x" } else { " " })?;
+        text.push_str(&format!("- [{}] {check}\n", if *ok { "x" } else { " " }));
     }
-    stdout.flush()?;
+    print_raw(text.as_bytes())?;
     if failed {
         return Err("the demo's verification failed (see above)".into());
     }
@@ -312,7 +325,10 @@ pub fn agent(name: &str, repo: &Path) -> Result {
     }
 
     claim_ready_gaps(&registry, name, &mut report)?;
-    println!("REPORT {}", serde_json::to_string(&report)?);
+    // To the parent, through a pipe: an error here (the parent is gone) fails the agent.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "REPORT {}", serde_json::to_string(&report)?)?;
+    stdout.flush()?;
     Ok(())
 }
 

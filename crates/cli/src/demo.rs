@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use atomic_file::{Format, Options};
 
-use crate::output::{eprint_escaped, escape, escape_path};
+use crate::output::{eprint_escaped, escape, escape_path, print_line};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -56,7 +56,7 @@ fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
     }
     let total: Counter = opts().read_value(&counter, Format::Json)?;
     let expected = u64::from(workers) * u64::from(updates);
-    println!(
+    print_line(&format!(
         "updates: {} of {expected} counted in {:.2?} ({})",
         total.value,
         started.elapsed(),
@@ -65,7 +65,7 @@ fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
         } else {
             "LOST UPDATES"
         }
-    );
+    ))?;
 
     let big = dir.join("big.bin");
     let mut writer = Command::new(&exe)
@@ -78,12 +78,12 @@ fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
     writer.wait()?;
     let intact = opts().read(&big).map(|_| "one complete version");
     let report = atomic_file::recover(dir)?;
-    println!(
+    print_line(&format!(
         "kill -9 mid-write: {} left {}; recovery removed {} leftover temp file(s)",
         escape_path(&big),
         intact.as_ref().map_or("a damaged file", |s| s),
         report.removed.len()
-    );
+    ))?;
 
     let damaged = dir.join("damaged.json");
     let mut bytes = std::fs::read(&counter)?;
@@ -93,13 +93,15 @@ fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
     bytes[last] ^= 0x01;
     std::fs::write(&damaged, &bytes)?;
     match opts().read(&damaged) {
-        Err(e) if e.is_corrupt() => println!("bit flip detected: {}", escape(&e.to_string())),
+        Err(e) if e.is_corrupt() => {
+            print_line(&format!("bit flip detected: {}", escape(&e.to_string())))?
+        }
         other => return Err(format!("a bit flip went unnoticed: {other:?}").into()),
     }
     if total.value != expected || intact.is_err() {
         return Err("verification failed".into());
     }
-    println!("verified: no update lost, no torn file, damage reported");
+    print_line("verified: no update lost, no torn file, damage reported")?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `gapreg`: argument parsing, output and exit codes only; every rule lives in the library
 //! crates (`gapreg`, `idreserve`, `leaselock`, `atomic-file`).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -246,10 +246,7 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
             // The file's contents are the data this command exists to print (like `cat`):
             // written as they are, not escaped.
             let payload = atomic_file::read_checksummed(&file)?;
-            let mut stdout = std::io::stdout().lock();
-            Ok(output::ignore_closed_pipe(
-                stdout.write_all(&payload).and_then(|()| stdout.flush()),
-            )?)
+            Ok(output::print_raw(&payload)?)
         }
         Command::Recover { dir } => {
             out.check_json_path("the directory", &dir)?;
@@ -285,15 +282,15 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
         Command::DemoWrite { workers, updates } => demo::run(workers, updates),
         Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count),
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "gapreg", &mut std::io::stdout());
-            Ok(())
+            // Generated into memory: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gapreg", &mut script);
+            Ok(output::print_raw(&script)?)
         }
         Command::Man => {
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            let mut stdout = std::io::stdout().lock();
-            Ok(output::ignore_closed_pipe(stdout.write_all(&page))?)
+            Ok(output::print_raw(&page)?)
         }
     }
 }

@@ -96,9 +96,24 @@ pub fn paths_json<P: AsRef<Path>>(paths: &[P]) -> serde_json::Value {
     paths.iter().map(|p| path_json(p.as_ref())).collect()
 }
 
-/// Prints `message` and a newline on stderr, escaped ([`escape_text`]).
+/// Prints `message` and a newline on stderr, escaped ([`escape_text`]). A failure to write is
+/// ignored: there is nowhere left to report it (and `eprintln!` would panic).
 pub fn eprint_escaped(message: &str) {
-    eprintln!("{}", escape_text(message));
+    let _ = writeln!(io::stderr().lock(), "{}", escape_text(message));
+}
+
+/// Prints `text` and a newline on stdout, escaped ([`escape_text`]); a closed pipe is not an
+/// error (unlike `println!`, which panics).
+pub fn print_line(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    ignore_closed_pipe(writeln!(out, "{}", escape_text(text)).and_then(|()| out.flush()))
+}
+
+/// Writes `bytes` to stdout as they are (generated text, not data from disk); a closed pipe
+/// is not an error.
+pub fn print_raw(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    ignore_closed_pipe(out.write_all(bytes).and_then(|()| out.flush()))
 }
 
 /// Whether `c` must not reach a terminal raw: control characters (C0, DEL, C1), the bidi

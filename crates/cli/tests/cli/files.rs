@@ -89,3 +89,48 @@ fn completions_and_man_page_are_generated() {
     let man = run_in(dir.path(), &["man"], None).ok();
     assert!(man.contains(".TH") && man.contains("gapreg"), "{man}");
 }
+
+/// Runs `gapreg ARGS` in `dir` with stdout and stderr both pipes whose reader is already gone.
+fn run_into_closed_pipes(dir: &std::path::Path, args: &[&str]) -> std::process::ExitStatus {
+    let (out_reader, out_writer) = std::io::pipe().expect("pipe");
+    let (err_reader, err_writer) = std::io::pipe().expect("pipe");
+    drop(out_reader);
+    drop(err_reader);
+    std::process::Command::new(crate::util::bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GAPREG_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(out_writer)
+        .stderr(err_writer)
+        .status()
+        .expect("run gapreg")
+}
+
+#[test]
+fn closed_pipes_never_make_gapreg_panic() {
+    let repo = Repo::new();
+    repo.run(&["file", "--prefix", "OP", "--title", "t"]).ok();
+    repo.run_with_input(&["write", "--checksum", "f"], b"data\n")
+        .ok();
+    // (command, exit code): output to a reader that went away is not an error, and an error
+    // message that cannot be shown still exits with its code.
+    let cases: [(&[&str], i32); 12] = [
+        (&["list"], 0),
+        (&["--json", "list"], 0),
+        (&["show", "GAP-OP-1"], 0),
+        (&["render"], 0),
+        (&["verify", "f"], 0),
+        (&["completions", "bash"], 0),
+        (&["man"], 0),
+        (&["lease", "list"], 0),
+        (&["demo-write", "--workers", "2", "--updates", "3"], 0),
+        (&["show", "GAP-OP-9"], 4),
+        (&["status", "GAP-OP-1", "done"], 3),
+        (&["--help"], 0),
+    ];
+    for (args, code) in cases {
+        let status = run_into_closed_pipes(repo.path(), args);
+        assert_eq!(status.code(), Some(code), "{args:?}: {status}");
+    }
+}
