@@ -488,14 +488,11 @@ pub fn ready(global: &Global, out: Output) -> Result {
 
 /// `gapreg claim ID --agent A [--ttl D]`.
 pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Duration>) -> Result {
-    let registry = registry(global)?;
-    let gap = registry
-        .claim(id, agent, ttl)
-        .map_err(|e| claim_error(&registry, id, e))?;
+    let gap = registry(global)?.claim(id, agent, ttl)?;
     show_gap(out, &gap, &format!("{agent} claimed"))
 }
 
-/// Why a claim of gap `id` was refused, when the reason is a race that another agent won.
+/// Why a claim was refused, when the reason is a race that another agent won.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LostRace {
     /// Another agent holds a live claim.
@@ -504,39 +501,18 @@ pub enum LostRace {
     Closed(Status),
 }
 
-/// Whether `err`, returned by `registry.claim(id, …)`, means the claim lost a race: the gap
-/// was claimed by another agent or closed since the caller saw it `ready`. Such a claim is a
-/// conflict (exit 5) and an agent moves on to the next ready gap.
-///
-/// The library reports a closed gap as [`gapreg::ErrorKind::Invalid`] (`what` = `claim of
-/// ID`), the same kind as a bad agent name, so the gap is read again to tell them apart.
-pub fn lost_race(registry: &Registry, id: &str, err: &gapreg::Error) -> Option<LostRace> {
+/// Whether `err`, returned by a claim, means the claim lost a race: the gap was claimed by
+/// another agent or closed since the caller saw it `ready`. Both are conflicts (exit 5, see
+/// `exit::classify`), and an agent moves on to the next ready gap.
+pub fn lost_race(err: &gapreg::Error) -> Option<LostRace> {
+    use gapreg::ConflictDetail as D;
     match err.kind() {
-        gapreg::ErrorKind::Conflict {
-            detail: gapreg::ConflictDetail::ClaimedBy { .. },
-            ..
-        } => Some(LostRace::Claimed),
-        gapreg::ErrorKind::Invalid { what, .. } if *what == format!("claim of {id}") => registry
-            .show(id)
-            .ok()
-            .filter(|gap| gap.status.is_closed())
-            .map(|gap| LostRace::Closed(gap.status)),
+        gapreg::ErrorKind::Conflict { detail, .. } => match detail {
+            D::ClaimedBy { .. } => Some(LostRace::Claimed),
+            D::Closed { status } => Some(LostRace::Closed(*status)),
+            _ => None,
+        },
         _ => None,
-    }
-}
-
-/// The error of a refused claim: a closed gap becomes a conflict (exit 5), like a gap claimed
-/// by another agent; anything else is the library's error as it is.
-fn claim_error(registry: &Registry, id: &str, err: gapreg::Error) -> Box<dyn std::error::Error> {
-    match lost_race(registry, id, &err) {
-        Some(LostRace::Closed(status)) => Box::new(exit::CliError {
-            code: exit::Code::Conflict,
-            message: format!(
-                "{id} is {status}, so there is nothing to claim (another agent may have closed \
-                 it since you read it); pick another gap (`gapreg ready`)"
-            ),
-        }),
-        _ => err.into(),
     }
 }
 

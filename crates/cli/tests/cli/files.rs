@@ -92,10 +92,13 @@ fn completions_and_man_page_are_generated() {
 
 /// Runs `gapreg ARGS` in `dir` with stdout and stderr both pipes whose reader is already gone.
 fn run_into_closed_pipes(dir: &std::path::Path, args: &[&str]) -> std::process::ExitStatus {
-    let (out_reader, out_writer) = std::io::pipe().expect("pipe");
-    let (err_reader, err_writer) = std::io::pipe().expect("pipe");
-    drop(out_reader);
-    drop(err_reader);
+    // A socket pair with one end closed: every write to the other fails with EPIPE.
+    let closed = || {
+        let (writer, reader) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        drop(reader);
+        std::process::Stdio::from(std::os::fd::OwnedFd::from(writer))
+    };
+    let (out_writer, err_writer) = (closed(), closed());
     std::process::Command::new(crate::util::bin())
         .args(args)
         .current_dir(dir)

@@ -41,7 +41,8 @@ fn write_works_in_human_mode_and_json_refuses_before_writing() {
 
 #[test]
 fn init_in_a_non_utf8_directory() {
-    let repo = Repo::new();
+    // No registry around it: nested registries are refused.
+    let repo = Repo::bare();
     let dir = repo.path().join(bad(b"dir\xff"));
     std::fs::create_dir(&dir).expect("mkdir");
     let out = repo.run_os(&[os("init"), dir.as_os_str()], None).ok();
@@ -81,7 +82,8 @@ fn init_in_a_non_utf8_directory() {
 
 #[test]
 fn loop_new_in_a_non_utf8_registry_refuses_json_before_creating() {
-    let repo = Repo::new();
+    // No registry around it: nested registries are refused.
+    let repo = Repo::bare();
     let dir = repo.path().join(bad(b"r\xff"));
     std::fs::create_dir(&dir).expect("mkdir");
     repo.run_os(&[os("init"), dir.as_os_str()], None).ok();
@@ -192,7 +194,8 @@ fn recover_non_utf8_directories_and_leftovers() {
 
 #[test]
 fn lease_list_json_in_a_non_utf8_repository_with_a_corrupt_lease() {
-    let repo = Repo::new();
+    // No registry around it: nested registries are refused.
+    let repo = Repo::bare();
     let dir = repo.path().join(bad(b"repo\xff"));
     std::fs::create_dir(&dir).expect("mkdir");
     repo.run_os(&[os("init"), dir.as_os_str()], None).ok();

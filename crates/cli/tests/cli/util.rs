@@ -18,6 +18,13 @@ impl Repo {
         repo
     }
 
+    /// A temporary directory without a registry.
+    pub fn bare() -> Repo {
+        Repo {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
