@@ -6,8 +6,20 @@
 //! - [`lease`] holds leases: named holders' time-limited claims on files and directory
 //!   prefixes, exclusive or shared, granted under the root's `FileMutex` only when nothing live
 //!   conflicts, with fencing tokens, renewal, liveness-based take-over of dead holders, and one
-//!   JSON file per lease written through [`atomic_file`]. Start at [`lease::Leases`].
+//!   checksummed JSON file per lease written through [`atomic_file`]. Start at
+//!   [`lease::Leases`].
+//!
+//! Both treat their directories as untrusted (a repository's `.gapreg/` may come from a
+//! stranger's `git clone`): every file is reached through an [`atomic_file::dir::Dir`], never
+//! by following a symlink, and every file whose damage could grant a conflicting lease or reuse
+//! a fencing token is verified before it is trusted. Unix only (the `*at` calls and `flock`).
 #![deny(missing_docs)]
+
+#[cfg(not(unix))]
+compile_error!(
+    "leaselock needs a Unix system: it reaches its files only through directory descriptors \
+     (atomic_file::dir::Dir) and locks them with flock"
+);
 
 pub mod lease;
 pub mod mutex;

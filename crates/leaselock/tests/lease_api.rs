@@ -30,13 +30,16 @@ fn layout_is_one_json_file_per_lease_and_a_token_file() -> Result {
     let dir = root.path().join(".gapreg/leases");
     assert_eq!(leases.leases_dir(), dir);
     let file = dir.join(format!("{}.lease.json", grant.lease.id));
-    let json: serde_json::Value = serde_json::from_slice(&fs::read(&file)?)?;
+    let bytes = fs::read(&file)?;
+    assert!(bytes.starts_with(b"# atomic-file v1 len="), "checksummed");
+    let json: serde_json::Value = serde_json::from_slice(atomic_file::checksum::decode(&bytes)?)?;
     assert_eq!(json["holder"], "agent one");
     assert_eq!(json["files"][0], "src/a.rs");
     assert_eq!(json["mode"], "exclusive");
     assert_eq!(json["ttl"], 3_600_000);
     assert_eq!(json["facts"]["pid"], std::process::id());
-    let token: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("token.json"))?)?;
+    let token = fs::read(dir.join("token.json"))?;
+    let token: serde_json::Value = serde_json::from_slice(atomic_file::checksum::decode(&token)?)?;
     assert_eq!(token["last"], grant.lease.token);
     leases.release(&grant.lease)?;
     assert!(!file.exists());
@@ -101,16 +104,15 @@ fn corrupt_lease_file_is_reported_blocks_and_needs_force() -> Result {
     assert_eq!(listing.corrupt.len(), 1);
     assert_eq!(listing.corrupt[0].path, bad);
     assert_eq!(listing.leases.len(), 1);
-    // Blocks even unrelated paths, and the refusal says which file and why.
+    // Blocks even unrelated paths (fail closed), and the refusal says which file and why.
     let err = leases
         .acquire(&LeaseRequest::shared("b").file("unrelated"))
         .expect_err("blocked");
-    let info = err
-        .conflicts()
-        .iter()
-        .find(|c| c.corrupt.is_some())
-        .expect("named");
-    assert_eq!(info.file, bad);
+    assert!(err.is_damaged(), "{err}");
+    match err.kind() {
+        LeaseErrorKind::Corrupt { path, .. } => assert_eq!(path, &bad),
+        other => panic!("unexpected {other}"),
+    }
     assert!(err.to_string().contains("99-mangled"), "{err}");
     // A plain sweep keeps it; a holder can't release it; force does.
     assert_eq!(leases.sweep()?.corrupt_kept.len(), 1);
@@ -126,7 +128,7 @@ fn corrupt_lease_file_is_reported_blocks_and_needs_force() -> Result {
     forged.id = "elsewhere".into();
     fs::write(
         leases.leases_dir().join("5-x.lease.json"),
-        serde_json::to_vec(&forged)?,
+        atomic_file::checksum::encode(&serde_json::to_vec(&forged)?),
     )?;
     assert_eq!(leases.list()?.corrupt.len(), 1);
     assert_eq!(leases.sweep_forced()?.corrupt_removed.len(), 1);
@@ -356,7 +358,10 @@ fn a_hand_damaged_file_blocks_a_new_process_and_is_reported_by_list() -> Result 
     let err = cold
         .acquire(&LeaseRequest::exclusive("b").file("elsewhere"))
         .expect_err("blocked");
-    assert_eq!(err.conflicts()[0].file, file);
+    match err.kind() {
+        LeaseErrorKind::Corrupt { path, .. } => assert_eq!(path, &file),
+        other => panic!("unexpected {other}"),
+    }
     // The warm handle reports it on list and from then on is blocked too.
     assert_eq!(warm.list()?.corrupt.len(), 1);
     assert!(

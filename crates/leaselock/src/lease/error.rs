@@ -47,6 +47,56 @@ impl LeaseError {
     pub fn is_conflict(&self) -> bool {
         matches!(*self.kind, LeaseErrorKind::Conflict { .. })
     }
+
+    /// True when coordination state is damaged or unsafe ([`LeaseErrorKind::Corrupt`], or a
+    /// root mutex whose files are; see [`MutexError::is_damaged`]): retrying will not help
+    /// until a person or a repair fixes the named file.
+    pub fn is_damaged(&self) -> bool {
+        match &*self.kind {
+            LeaseErrorKind::Corrupt { .. } => true,
+            LeaseErrorKind::Mutex { source } => source.is_damaged(),
+            _ => false,
+        }
+    }
+
+    /// The error for a failed [`atomic_file::dir::Dir`] call during `step`: an entry that is
+    /// damaged, too large or of the wrong type is [`LeaseErrorKind::Corrupt`] naming it,
+    /// anything else an I/O error.
+    pub(crate) fn file(step: &'static str, e: atomic_file::Error) -> LeaseError {
+        if e.is_damaged() {
+            return LeaseError::corrupt(e.path(), describe(&e));
+        }
+        let path = e.path().to_path_buf();
+        let source = match e.io_error().and_then(io::Error::raw_os_error) {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::from(e),
+        };
+        LeaseError::io(path, step, source)
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> LeaseError {
+        LeaseError::new(LeaseErrorKind::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        })
+    }
+}
+
+/// Why an entry refused by [`atomic_file`] cannot be trusted, without repeating its path.
+pub(crate) fn describe(e: &atomic_file::Error) -> String {
+    use atomic_file::ErrorKind as K;
+    match e.kind() {
+        K::WrongType { found, expected } => format!(
+            "it is {found}, not {expected}; it was not followed, opened or changed (a repository \
+             can hold planted entries): remove or replace it by hand"
+        ),
+        K::Corrupt(c) => c.to_string(),
+        K::Decode { message, .. } => format!("it does not decode: {message}"),
+        K::TooLarge { len, limit } => {
+            format!("it is {len} bytes, more than the {limit} bytes allowed; it was not read")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// What went wrong in a lease operation.
@@ -99,16 +149,18 @@ pub enum LeaseErrorKind {
         /// When it expired.
         expires_at: SystemTime,
     },
-    /// A lease file or the token file could not be decoded. It was left untouched.
-    #[error(
-        "lease file {} is corrupt: {reason}; it may still describe a live lease, so it blocks \
-         grants until a forced release or a forced sweep removes it",
-        .path.display()
-    )]
+    /// Coordination state cannot be trusted, so nothing was granted or changed: a lease file
+    /// that does not decode or fails its checksum (it might describe a live lease on any path,
+    /// so it blocks every grant until a forced release or a forced sweep removes it), a missing
+    /// or damaged fencing-token counter (see [`Leases::repair`](super::Leases::repair)), or an
+    /// entry of the leases directory that is a symlink, a FIFO or of the wrong type (never
+    /// followed; a person must remove it). The file was left untouched. A command-line tool
+    /// reports this as corrupt or unsafe data.
+    #[error("{} is damaged or unsafe: {reason}", .path.display())]
     Corrupt {
-        /// The damaged file.
+        /// The damaged file (or directory entry).
         path: PathBuf,
-        /// Why it could not be read.
+        /// Why it cannot be trusted, and what to do about it.
         reason: String,
     },
     /// The root's mutex is held by another process and a non-waiting call gave up at once.

@@ -92,6 +92,7 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -99,10 +100,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use atomic_file::Durability;
 pub use error::{ConflictInfo, LeaseError, LeaseErrorKind};
+pub use file_store::{REPAIR_MARGIN, TokenState};
 pub use path::{Claim, normalize_path, overlaps};
 pub use protocol::{Grant, LeaseStatus, Released, SweepReport, Swept, find_conflicts};
 pub use record::{HolderFacts, Lease, Mode, TakeOver};
 pub use store::CorruptEntry;
+
+use atomic_file::dir::Dir;
 
 use crate::mutex::FileMutex;
 use file_store::FileStore;
@@ -322,6 +326,44 @@ pub struct Listing {
     pub corrupt: Vec<CorruptEntry>,
 }
 
+/// What [`Leases::check`] found, or what [`Leases::repair`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// The fencing-token counter (`token.json`) as found.
+    pub token: TokenState,
+    /// The highest fencing token recorded anywhere that could be read: `token.json`, every
+    /// lease file, the names of unreadable lease files, `generation`, `index.json`.
+    pub highest_seen: u64,
+    /// The counter [`Leases::repair`] wrote (`highest_seen + REPAIR_MARGIN`), if the counter
+    /// was not sound; `None` from [`Leases::check`] or when it was sound.
+    pub token_written: Option<u64>,
+    /// Unreadable lease files, left in place: each blocks every grant until a forced release
+    /// or [`Leases::sweep_forced`] removes it (or a person restores it).
+    pub corrupt: Vec<CorruptEntry>,
+    /// Leftover temp files of dead writers in the leases directory: removed by
+    /// [`Leases::repair`], only listed by [`Leases::check`].
+    pub temp_files: Vec<PathBuf>,
+    /// Whether `index.json` and `generation` were rebuilt from the lease files (always, by
+    /// [`Leases::repair`]).
+    pub caches_rebuilt: bool,
+}
+
+impl RepairReport {
+    /// True when nothing needs repair: the counter is sound and every lease file readable.
+    pub fn is_healthy(&self) -> bool {
+        self.token.is_sound() && self.corrupt.is_empty()
+    }
+}
+
+/// The most paths one request may claim.
+const MAX_PATHS: usize = 10_000;
+/// The most bytes of paths and task one request may carry (a lease file stays far below the
+/// readers' limit).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// The longest time to live: 100 years.
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The leases of one root directory.
 ///
 /// Cheap to share between threads (`&Leases` is enough); every operation takes the root's
@@ -356,6 +398,14 @@ impl Leases {
     }
 
     /// Opens the leases of `root` with `opts`.
+    ///
+    /// The leases directory is reached from `root` (canonicalized: the caller's choice) one
+    /// component at a time without following a symlink, so `.gapreg` or `.gapreg/leases`
+    /// planted as a link to elsewhere is refused ([`LeaseErrorKind::Corrupt`]) instead of
+    /// followed. (A configured leases directory outside `root` is the caller's choice too:
+    /// only its last component is checked.) A missing leases directory is created atomically
+    /// together with its fencing-token counter: made under a temporary name, `token.json`
+    /// written into it, renamed into place.
     pub fn open_with(root: impl AsRef<Path>, opts: LeaseOptions) -> Result<Leases, LeaseError> {
         let root = root.as_ref();
         let root_canonical = std::fs::canonicalize(root)
@@ -366,11 +416,10 @@ impl Leases {
             Some(dir) => root.join(dir),
             None => root.join(".gapreg").join("leases"),
         };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| LeaseError::io(&dir, "create the leases directory", e))?;
+        let leases_dir = open_leases_dir(&root, &root_canonical, &dir, opts.durability)?;
         Ok(Leases {
-            mutex: FileMutex::new(dir.join("lock")),
-            store: Mutex::new(FileStore::new(dir.clone(), opts.durability)),
+            mutex: FileMutex::in_dir(&leases_dir, file_store::LOCK_FILE),
+            store: Mutex::new(FileStore::new(leases_dir, dir.clone(), opts.durability)),
             me: liveness::current_facts(),
             root,
             root_canonical,
@@ -422,14 +471,21 @@ impl Leases {
 
     fn request(&self, req: &LeaseRequest) -> Result<Request, LeaseError> {
         holder_ok(&req.holder)?;
-        if req.ttl.is_zero() {
-            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-                reason: "the time to live is zero".to_owned(),
-            }));
-        }
+        let ttl = ttl_ok(req.ttl)?;
         if req.files.is_empty() && req.dirs.is_empty() {
             return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
                 reason: "the request claims no files and no directories".to_owned(),
+            }));
+        }
+        let count = req.files.len() + req.dirs.len();
+        let bytes: usize = req.files.iter().chain(&req.dirs).map(String::len).sum::<usize>()
+            + req.task.len();
+        if count > MAX_PATHS || bytes > MAX_REQUEST_BYTES {
+            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: format!(
+                    "the request claims {count} paths in {bytes} bytes (with its task); at \
+                     most {MAX_PATHS} paths and {MAX_REQUEST_BYTES} bytes are allowed"
+                ),
             }));
         }
         let norm = |paths: &[String]| -> Result<Vec<String>, LeaseError> {
@@ -447,7 +503,7 @@ impl Leases {
             files: norm(&req.files)?,
             dirs: norm(&req.dirs)?,
             task: req.task.clone(),
-            ttl: req.ttl,
+            ttl,
         })
     }
 
@@ -517,12 +573,38 @@ impl Leases {
 
     /// Like [`Leases::renew`], with a new time to live that the lease keeps from now on.
     pub fn renew_for(&self, lease: &Lease, ttl: Duration) -> Result<Lease, LeaseError> {
-        if ttl.is_zero() {
-            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-                reason: "the time to live is zero".to_owned(),
-            }));
-        }
+        let ttl = ttl_ok(ttl)?;
         self.locked(|store, ctx| protocol::renew(store, lease, Some(ttl), ctx))
+    }
+
+    /// Renews the lease `id` held by `holder`, for callers that kept only the id (a command
+    /// line): by its own TTL from now, or by `ttl`, which it keeps from then on. Like
+    /// [`Leases::renew`] but without the token check: any current grant of `holder` under
+    /// that id.
+    ///
+    /// ```
+    /// # use leaselock::lease::{LeaseRequest, Leases};
+    /// # use std::time::Duration;
+    /// # let root = tempfile::tempdir()?;
+    /// let leases = Leases::open(root.path())?;
+    /// let id = leases.acquire(&LeaseRequest::exclusive("a").file("f"))?.lease.id;
+    /// let renewed = leases.renew_id(&id, "a", Some(Duration::from_secs(60)))?;
+    /// assert_eq!(renewed.ttl, Duration::from_secs(60));
+    /// assert!(leases.renew_id(&id, "b", None).is_err()); // not b's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn renew_id(
+        &self,
+        id: &str,
+        holder: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Lease, LeaseError> {
+        file_store::check_id(id)?;
+        let ttl = ttl.map(ttl_ok).transpose()?;
+        self.locked(|store, ctx| {
+            let lease = protocol::current(store, id, holder, None)?;
+            protocol::renew(store, &lease, ttl, ctx)
+        })
     }
 
     /// Releases `lease`; it must still be its holder's grant (same holder and token), else
@@ -576,10 +658,10 @@ impl Leases {
     ///
     /// let root = tempfile::tempdir()?;
     /// let leases = Leases::open(root.path())?;
-    /// // A damaged lease file blocks every grant, and says so.
+    /// // A damaged lease file blocks every grant (fail closed), and says so.
     /// std::fs::write(leases.leases_dir().join("7-agent.lease.json"), "{ truncated")?;
     /// let err = leases.acquire(&LeaseRequest::exclusive("me").file("a.txt")).unwrap_err();
-    /// assert!(err.conflicts()[0].corrupt.is_some());
+    /// assert!(err.is_damaged() && err.to_string().contains("7-agent.lease.json"), "{err}");
     ///
     /// let report = leases.sweep()?; // reported, kept
     /// assert_eq!(report.corrupt_kept[0].id, "7-agent");
@@ -618,4 +700,225 @@ impl Leases {
             Ok(write(&current))
         })
     }
+
+    /// Checks the coordination state without changing anything: the fencing-token counter
+    /// against every token recorded elsewhere, every lease file, leftover temp files. For a
+    /// `doctor` command; [`Leases::repair`] fixes what this reports.
+    ///
+    /// ```
+    /// use leaselock::lease::{LeaseRequest, Leases, TokenState};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let leases = Leases::open(root.path())?;
+    /// let lease = leases.acquire(&LeaseRequest::exclusive("a").file("f"))?.lease;
+    /// leases.release(&lease)?;
+    /// assert!(leases.check()?.is_healthy());
+    ///
+    /// // The counter is lost: grants stop rather than hand out token 1 again ...
+    /// std::fs::remove_file(leases.leases_dir().join("token.json"))?;
+    /// assert_eq!(leases.check()?.token, TokenState::Missing);
+    /// let err = leases.acquire(&LeaseRequest::exclusive("b").file("f")).unwrap_err();
+    /// assert!(err.is_damaged(), "{err}");
+    ///
+    /// // ... until a repair rebuilds it above every token recorded anywhere.
+    /// let report = leases.repair()?;
+    /// assert!(report.token_written.is_some());
+    /// let next = leases.acquire(&LeaseRequest::exclusive("b").file("f"))?.lease;
+    /// assert!(next.token > lease.token + leaselock::lease::REPAIR_MARGIN);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check(&self) -> Result<RepairReport, LeaseError> {
+        self.locked(|store, _| Self::inspect(store, false))
+    }
+
+    /// Repairs the coordination state, for `gapreg doctor --repair` (under the root's mutex):
+    ///
+    /// - a fencing-token counter that is missing, damaged, or lower than a token recorded
+    ///   elsewhere is rewritten as the highest token recorded anywhere
+    ///   ([`RepairReport::highest_seen`]) plus [`REPAIR_MARGIN`], so no token is handed out
+    ///   twice even if grants after the highest visible one left no trace; a sound counter is
+    ///   kept;
+    /// - `index.json` and `generation` are rebuilt from the lease files;
+    /// - leftover temp files of dead writers are removed.
+    ///
+    /// Unreadable lease files are reported, not removed (they might describe live leases):
+    /// see [`Leases::sweep_forced`] and [`Leases::force_release`]. Entries that are not what
+    /// they must be (a symlink or a FIFO at `token.json`, say) are refused, never removed:
+    /// the error names the entry for a person to remove.
+    pub fn repair(&self) -> Result<RepairReport, LeaseError> {
+        self.locked(|store, _| Self::inspect(store, true))
+    }
+
+    fn inspect(store: &mut FileStore, apply: bool) -> Result<RepairReport, LeaseError> {
+        let corrupt: Vec<CorruptEntry> = protocol::entries(store)?
+            .into_iter()
+            .filter_map(|e| match e {
+                store::Entry::Corrupt(c) => Some(c),
+                store::Entry::Lease(_) => None,
+            })
+            .collect();
+        let (token, highest_seen) = store.token_state()?;
+        let mut token_written = None;
+        if apply {
+            if !token.is_sound() {
+                let last = highest_seen.checked_add(REPAIR_MARGIN).ok_or_else(|| {
+                    LeaseError::corrupt(
+                        store.token_path(),
+                        "the highest fencing token recorded is too close to the largest \
+                         possible one to rebuild the counter; remove the leases directory \
+                         while no lease is held",
+                    )
+                })?;
+                store.write_token(last)?;
+                token_written = Some(last);
+            }
+            let last = match token {
+                TokenState::Sound { last } => last,
+                _ => token_written.unwrap_or(highest_seen),
+            };
+            store.rebuild_caches(Some(last))?;
+        }
+        let temp_files = store.recover_temp_files(apply)?;
+        Ok(RepairReport {
+            token,
+            highest_seen,
+            token_written,
+            corrupt,
+            temp_files,
+            caches_rebuilt: apply,
+        })
+    }
+}
+
+/// Checks a time to live and truncates it to the stored precision (whole milliseconds).
+fn ttl_ok(ttl: Duration) -> Result<Duration, LeaseError> {
+    let ms = Duration::from_millis(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+    if ms.is_zero() {
+        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: "the time to live is zero (it is stored in whole milliseconds)".to_owned(),
+        }));
+    }
+    if ms > MAX_TTL {
+        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: format!("the time to live {ttl:?} is longer than 100 years"),
+        }));
+    }
+    Ok(ms)
+}
+
+/// Removes `.` and `..` components lexically.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Opens the leases directory `dir` (absolute): inside `root`, component by component from the
+/// canonical root without following a symlink, creating what is missing; outside `root`, its
+/// parent as given and its last component without following. A missing leases directory is
+/// created with its token counter (see [`create_leases_dir`]).
+fn open_leases_dir(
+    root: &Path,
+    root_canonical: &Path,
+    dir: &Path,
+    durability: Durability,
+) -> Result<Dir, LeaseError> {
+    let step = "open the leases directory";
+    let dir = lexical(dir);
+    let (mut at, rest): (Dir, Vec<std::ffi::OsString>) = match dir.strip_prefix(lexical(root)) {
+        Ok(rest) => (
+            Dir::open(root_canonical).map_err(|e| LeaseError::file(step, e))?,
+            rest.iter().map(ToOwned::to_owned).collect(),
+        ),
+        Err(_) => {
+            let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+                return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+                    reason: format!("{} cannot be a leases directory", dir.display()),
+                }));
+            };
+            (
+                Dir::create(parent).map_err(|e| LeaseError::file(step, e))?,
+                vec![name.to_owned()],
+            )
+        }
+    };
+    let Some((last, parents)) = rest.split_last() else {
+        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: "the leases directory cannot be the lease root itself".to_owned(),
+        }));
+    };
+    for name in parents {
+        at = at.create_dir(name).map_err(|e| LeaseError::file(step, e))?;
+    }
+    create_leases_dir(&at, last, durability)
+}
+
+/// Opens `parent/name`, or creates it atomically with a `token.json` of 0 in it: a staging
+/// directory `.<name>.init-<pid>-<random>` is created, the counter written (durably) into it,
+/// and the staging directory renamed to `name`, so a leases directory never exists without its
+/// counter, and one that has lost it is corrupt, not new.
+fn create_leases_dir(parent: &Dir, name: &OsStr, durability: Durability) -> Result<Dir, LeaseError> {
+    let step = "create the leases directory";
+    if let Some(dir) = parent.open_dir(name).map_err(|e| LeaseError::file(step, e))? {
+        return Ok(dir);
+    }
+    let mut staging_name = std::ffi::OsString::from(".");
+    staging_name.push(name);
+    staging_name.push(format!(
+        ".init-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let staging = parent
+        .create_dir(&staging_name)
+        .map_err(|e| LeaseError::file(step, e))?;
+    let opts = atomic_file::Options::new()
+        .checksum(true)
+        .durability(durability);
+    let cleanup = || {
+        let _ = staging.remove_file(file_store::TOKEN_FILE);
+        let _ = parent.remove_dir(&staging_name);
+    };
+    if let Err(e) = staging.write(file_store::TOKEN_FILE, &file_store::token_payload(0), &opts) {
+        cleanup();
+        return Err(LeaseError::file(step, e));
+    }
+    // TODO(atomic-file): `Dir::rename_dir` on the descriptor. Until then a rename by path: it
+    // only ever moves our own, uniquely named staging directory, and never onto anything but
+    // a missing or empty directory, so a path swapped meanwhile makes it fail, not misfire.
+    let from = parent.join(&staging_name);
+    let to = parent.join(name);
+    match std::fs::rename(&from, &to) {
+        Ok(()) => {
+            if durability == Durability::Full {
+                parent.sync().map_err(|e| LeaseError::file(step, e))?;
+            }
+        }
+        // Created by someone else meanwhile (rename onto a non-empty directory fails).
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(code) if code == rustix::io::Errno::EXIST.raw_os_error()
+                    || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
+            ) =>
+        {
+            cleanup();
+        }
+        Err(e) => {
+            cleanup();
+            return Err(LeaseError::io(to, step, e));
+        }
+    }
+    parent
+        .open_dir(name)
+        .map_err(|e| LeaseError::file(step, e))?
+        .ok_or_else(|| LeaseError::io(parent.join(name), step, std::io::ErrorKind::NotFound.into()))
 }

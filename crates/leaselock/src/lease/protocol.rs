@@ -7,22 +7,59 @@
 //!
 //! [`MemStore`]: super::store::MemStore
 
-use std::time::{Duration, SystemTime};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConflictInfo, LeaseError, LeaseErrorKind};
 use super::path::scopes_overlap;
-use super::record::{HolderFacts, Lease, Mode, TakeOver};
+use super::record::{HolderFacts, Lease, Mode, TakeOver, fmt_time, to_ms};
 use super::store::{CorruptEntry, Entry, LeaseStore};
 
-/// Whether a lease is live, as judged by someone other than its holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A lease's state as judged by someone other than its holder, at one instant.
+///
+/// [`Display`](fmt::Display) gives one lower-case word with details in parentheses (`live`,
+/// `expired (protected until 2026-01-17T15:30:05.000Z)`, `expired`, `holder-dead (no process
+/// 4242)`); [`LeaseStatus::name`] gives the word alone. Serialized (serde) as an object:
+/// `{"status": "live" | "expired" | "holder-dead", "blocks_grants": bool}` plus
+/// `"protected_until"` (milliseconds since the Unix epoch) while an expired lease is still
+/// protected, and `"reason"` for a dead holder.
+///
+/// ```
+/// use leaselock::lease::LeaseStatus;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let until = UNIX_EPOCH + Duration::from_millis(1_768_663_805_000);
+/// let status = LeaseStatus::ExpiredProtected { protected_until: until };
+/// assert_eq!(status.to_string(), "expired (protected until 2026-01-17T15:30:05.000Z)");
+/// assert_eq!(status.name(), "expired");
+/// assert!(status.blocks_grants() && !status.is_live());
+/// assert_eq!(
+///     serde_json::to_string(&status)?,
+///     r#"{"status":"expired","blocks_grants":true,"protected_until":1768663805000}"#
+/// );
+/// assert_eq!(LeaseStatus::Live.to_string(), "live");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StatusRepr", try_from = "StatusRepr")]
 #[non_exhaustive]
 pub enum LeaseStatus {
-    /// Live (or not provably dead): it blocks overlapping grants.
+    /// Before its `expires_at`, and the holder is not provably dead: it blocks overlapping
+    /// grants.
     Live,
-    /// `expires_at` plus the skew margin has passed.
+    /// Past its `expires_at` but inside the skew margin: the holder's own
+    /// [`verify`](super::Leases::verify) already fails, but others still respect it (it blocks
+    /// overlapping grants) until `protected_until` (`expires_at` plus the margin).
+    ExpiredProtected {
+        /// Until when it still blocks others.
+        protected_until: SystemTime,
+    },
+    /// `expires_at` plus the skew margin has passed: it no longer blocks; the next overlapping
+    /// grant or a sweep removes it.
     Expired,
-    /// The holder's process is provably gone (same host only).
+    /// The holder's process is provably gone (same host only): it no longer blocks.
     HolderDead {
         /// The proof, in words.
         reason: String,
@@ -30,21 +67,106 @@ pub enum LeaseStatus {
 }
 
 impl LeaseStatus {
-    /// True for [`LeaseStatus::Live`].
+    /// True for [`LeaseStatus::Live`] only.
     pub fn is_live(&self) -> bool {
         matches!(self, LeaseStatus::Live)
     }
 
+    /// Whether the lease still blocks overlapping grants: [`LeaseStatus::Live`] and
+    /// [`LeaseStatus::ExpiredProtected`].
+    pub fn blocks_grants(&self) -> bool {
+        matches!(
+            self,
+            LeaseStatus::Live | LeaseStatus::ExpiredProtected { .. }
+        )
+    }
+
+    /// One lower-case word: `live`, `expired` (also while still protected) or `holder-dead`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LeaseStatus::Live => "live",
+            LeaseStatus::ExpiredProtected { .. } | LeaseStatus::Expired => "expired",
+            LeaseStatus::HolderDead { .. } => "holder-dead",
+        }
+    }
+
+    /// Until when an expired lease still blocks others, if it is inside the skew margin.
+    pub fn protected_until(&self) -> Option<SystemTime> {
+        match self {
+            LeaseStatus::ExpiredProtected { protected_until } => Some(*protected_until),
+            _ => None,
+        }
+    }
+
     fn reason(&self, lease: &Lease) -> String {
         match self {
-            LeaseStatus::Live => "live".to_owned(),
+            LeaseStatus::Live | LeaseStatus::ExpiredProtected { .. } => self.to_string(),
             LeaseStatus::Expired => format!(
                 "expired at {} (ttl {:?})",
-                super::record::fmt_time(lease.expires_at),
+                fmt_time(lease.expires_at),
                 lease.ttl
             ),
             LeaseStatus::HolderDead { reason } => format!("holder is dead: {reason}"),
         }
+    }
+}
+
+impl fmt::Display for LeaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseStatus::ExpiredProtected { protected_until } => {
+                write!(f, "expired (protected until {})", fmt_time(*protected_until))
+            }
+            LeaseStatus::HolderDead { reason } => write!(f, "holder-dead ({reason})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The serde form of [`LeaseStatus`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRepr {
+    status: String,
+    #[serde(default)]
+    blocks_grants: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    protected_until: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl From<LeaseStatus> for StatusRepr {
+    fn from(status: LeaseStatus) -> StatusRepr {
+        StatusRepr {
+            status: status.name().to_owned(),
+            blocks_grants: status.blocks_grants(),
+            protected_until: status.protected_until().map(to_ms),
+            reason: match status {
+                LeaseStatus::HolderDead { reason } => Some(reason),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl TryFrom<StatusRepr> for LeaseStatus {
+    type Error = String;
+
+    fn try_from(repr: StatusRepr) -> Result<LeaseStatus, String> {
+        Ok(match (repr.status.as_str(), repr.protected_until) {
+            ("live", None) => LeaseStatus::Live,
+            ("expired", None) => LeaseStatus::Expired,
+            ("expired", Some(ms)) => LeaseStatus::ExpiredProtected {
+                protected_until: UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or("protected_until is out of range")?,
+            },
+            ("holder-dead", None) => LeaseStatus::HolderDead {
+                reason: repr.reason.unwrap_or_default(),
+            },
+            (other, _) => return Err(format!("unknown lease status {other:?}")),
+        })
     }
 }
 
@@ -64,10 +186,15 @@ impl Ctx<'_> {
         if deadline.is_some_and(|d| self.now > d) {
             return LeaseStatus::Expired;
         }
-        match (self.holder_dead)(&lease.facts) {
-            Some(reason) => LeaseStatus::HolderDead { reason },
-            None => LeaseStatus::Live,
+        if let Some(reason) = (self.holder_dead)(&lease.facts) {
+            return LeaseStatus::HolderDead { reason };
         }
+        if self.now >= lease.expires_at {
+            return LeaseStatus::ExpiredProtected {
+                protected_until: deadline.unwrap_or(lease.expires_at),
+            };
+        }
+        LeaseStatus::Live
     }
 }
 
@@ -160,24 +287,56 @@ pub(crate) fn lease_id(token: u64, holder: &str) -> String {
     format!("{token}-{slug}")
 }
 
+/// The refusal for unreadable lease files: each might describe a live lease on any path.
+fn corrupt_refusal(corrupt: &[CorruptEntry]) -> LeaseError {
+    let Some(first) = corrupt.first() else {
+        return LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: "no corrupt entry".to_owned(),
+        });
+    };
+    let more = match corrupt.len() {
+        1 => String::new(),
+        n => format!(" ({} more unreadable lease files: see the lease list)", n - 1),
+    };
+    LeaseError::corrupt(
+        &first.path,
+        format!(
+            "{}; an unreadable lease file might still describe a live lease on any path, so no \
+             lease is granted until it is restored or removed (a forced release of {:?}, or a \
+             forced sweep){more}",
+            first.reason, first.id
+        ),
+    )
+}
+
 /// Grants `req` if nothing live conflicts with it; otherwise names every conflict.
 ///
 /// A conflicting lease that looks dead is read again afresh before it is disregarded (a cache
 /// must never break a lease); a dead one is taken over (removed) and noted in the new lease.
-/// Unreadable entries conflict with everything.
+/// An unreadable entry refuses the grant with [`LeaseErrorKind::Corrupt`] (fail closed).
+///
+/// Once the lease file is durable the grant is acknowledged: removing the taken-over leases is
+/// best effort (a dead lease left behind stays dead). A failure before that leaves no lease: a
+/// lease file that was renamed into place but could not be made durable is removed again.
 pub(crate) fn grant<S: LeaseStore>(
     store: &mut S,
     req: &Request,
     facts: HolderFacts,
     ctx: &Ctx<'_>,
 ) -> Result<Grant, LeaseError> {
+    let expires_at = ctx.now.checked_add(req.ttl).ok_or_else(|| {
+        LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: format!("the time to live {:?} is too long", req.ttl),
+        })
+    })?;
     let mut blocking: Vec<Entry> = Vec::new();
     let mut suspects: Vec<String> = Vec::new();
+    let mut corrupt: Vec<CorruptEntry> = Vec::new();
     for entry in store.entries()? {
         match entry {
-            Entry::Corrupt(_) => blocking.push(entry.clone()),
+            Entry::Corrupt(c) => corrupt.push(c.clone()),
             Entry::Lease(lease) if req.blocked_by(lease) => {
-                if ctx.judge(lease).is_live() {
+                if ctx.judge(lease).blocks_grants() {
                     blocking.push(entry.clone());
                 } else {
                     suspects.push(lease.id.clone());
@@ -186,13 +345,16 @@ pub(crate) fn grant<S: LeaseStore>(
             Entry::Lease(_) => {}
         }
     }
+    if !corrupt.is_empty() {
+        return Err(corrupt_refusal(&corrupt));
+    }
     let mut dead: Vec<TakeOver> = Vec::new();
     for id in suspects {
         match store.get(&id)? {
             None => {}
             Some(Entry::Lease(lease)) if !req.blocked_by(&lease) => {}
             Some(Entry::Lease(lease)) => match ctx.judge(&lease) {
-                LeaseStatus::Live => blocking.push(Entry::Lease(lease)),
+                status if status.blocks_grants() => blocking.push(Entry::Lease(lease)),
                 status => dead.push(TakeOver {
                     reason: status.reason(&lease),
                     id: lease.id,
@@ -200,7 +362,7 @@ pub(crate) fn grant<S: LeaseStore>(
                     token: lease.token,
                 }),
             },
-            Some(corrupt) => blocking.push(corrupt),
+            Some(Entry::Corrupt(c)) => return Err(corrupt_refusal(&[c])),
         }
     }
     if !blocking.is_empty() {
@@ -221,14 +383,27 @@ pub(crate) fn grant<S: LeaseStore>(
         task: req.task.clone(),
         acquired_at: ctx.now,
         renewed_at: ctx.now,
-        expires_at: ctx.now + req.ttl,
+        expires_at,
         ttl: req.ttl,
         facts,
         took_over: dead.clone(),
     };
-    store.put(&lease)?;
+    if let Err(failed) = store.put(&lease) {
+        if failed.visible {
+            // Not durable: take it back, so that the failure reported changed nothing.
+            let _ = store.remove(&lease.id);
+            let _ = store.sync();
+        }
+        return Err(failed.error);
+    }
+    // Acknowledged. What follows is best effort: a dead lease left behind stays dead, and the
+    // next grant or sweep removes it.
+    let mut removed = false;
     for old in &dead {
-        store.remove(&old.id)?;
+        removed |= store.remove(&old.id).unwrap_or(false);
+    }
+    if removed {
+        let _ = store.sync();
     }
     Ok(Grant {
         lease,
@@ -237,7 +412,7 @@ pub(crate) fn grant<S: LeaseStore>(
 }
 
 /// Reads the lease `id` afresh and checks it is still `lease`'s grant (same holder and token).
-fn current<S: LeaseStore>(
+pub(crate) fn current<S: LeaseStore>(
     store: &mut S,
     id: &str,
     holder: &str,
@@ -277,14 +452,25 @@ pub(crate) fn renew<S: LeaseStore>(
     ttl: Option<Duration>,
     ctx: &Ctx<'_>,
 ) -> Result<Lease, LeaseError> {
-    let mut stored = current(store, &lease.id, &lease.holder, Some(lease.token))?;
+    let stored = current(store, &lease.id, &lease.holder, Some(lease.token))?;
+    let mut renewed = stored.clone();
     if let Some(ttl) = ttl {
-        stored.ttl = ttl;
+        renewed.ttl = ttl;
     }
-    stored.renewed_at = ctx.now;
-    stored.expires_at = ctx.now + stored.ttl;
-    store.put(&stored)?;
-    Ok(stored)
+    renewed.renewed_at = ctx.now;
+    renewed.expires_at = ctx.now.checked_add(renewed.ttl).ok_or_else(|| {
+        LeaseError::new(LeaseErrorKind::InvalidRequest {
+            reason: format!("the time to live {:?} is too long", renewed.ttl),
+        })
+    })?;
+    if let Err(failed) = store.put(&renewed) {
+        if failed.visible {
+            // Not durable: put the previous record back (best effort).
+            let _ = store.put(&stored);
+        }
+        return Err(failed.error);
+    }
+    Ok(renewed)
 }
 
 /// Who asks for a release.
@@ -307,7 +493,8 @@ pub enum Released {
     Corrupt(CorruptEntry),
 }
 
-/// Removes lease `id`.
+/// Removes lease `id`. Acknowledged once the removal is durable; if the directory cannot be
+/// synced after the removal, a readable lease is written back and the error returned.
 pub(crate) fn release<S: LeaseStore>(
     store: &mut S,
     id: &str,
@@ -325,7 +512,14 @@ pub(crate) fn release<S: LeaseStore>(
             Some(Entry::Corrupt(c)) => Released::Corrupt(c),
         },
     };
-    store.remove(id)?;
+    if store.remove(id)? {
+        if let Err(e) = store.sync() {
+            if let Released::Lease(lease) = &released {
+                let _ = store.put(lease);
+            }
+            return Err(e);
+        }
+    }
     Ok(released)
 }
 
@@ -369,7 +563,9 @@ pub struct SweepReport {
     pub corrupt_kept: Vec<CorruptEntry>,
 }
 
-/// Removes every dead lease; unreadable files are removed only with `force_corrupt`.
+/// Removes every dead lease; unreadable files are removed only with `force_corrupt` (and only
+/// regular files: a symlink or a directory in the way is reported as kept, for a person to
+/// remove). The removals are made durable with one directory sync at the end.
 pub(crate) fn sweep<S: LeaseStore>(
     store: &mut S,
     ctx: &Ctx<'_>,
@@ -379,31 +575,45 @@ pub(crate) fn sweep<S: LeaseStore>(
     let mut corrupt = Vec::new();
     for entry in store.scan_entries()? {
         match entry {
-            Entry::Lease(l) if !ctx.judge(l).is_live() => suspects.push(l.id.clone()),
+            Entry::Lease(l) if !ctx.judge(l).blocks_grants() => suspects.push(l.id.clone()),
             Entry::Lease(_) => {}
             Entry::Corrupt(c) => corrupt.push(c.clone()),
         }
     }
     let mut report = SweepReport::default();
+    let mut removed = false;
     for id in suspects {
-        if let Some(Entry::Lease(lease)) = store.get(&id)? {
-            let status = ctx.judge(&lease);
-            if !status.is_live() {
-                store.remove(&id)?;
-                report.removed.push(Swept {
-                    reason: status.reason(&lease),
-                    lease,
-                });
+        match store.get(&id)? {
+            Some(Entry::Lease(lease)) => {
+                let status = ctx.judge(&lease);
+                if !status.blocks_grants() {
+                    removed |= store.remove(&id)?;
+                    report.removed.push(Swept {
+                        reason: status.reason(&lease),
+                        lease,
+                    });
+                }
             }
+            Some(Entry::Corrupt(c)) => corrupt.push(c),
+            None => {}
         }
     }
     for c in corrupt {
-        if force_corrupt {
-            store.remove(&c.id)?;
-            report.corrupt_removed.push(c);
-        } else {
+        if !force_corrupt {
             report.corrupt_kept.push(c);
+            continue;
         }
+        match store.remove(&c.id) {
+            Ok(gone) => {
+                removed |= gone;
+                report.corrupt_removed.push(c);
+            }
+            Err(e) if e.is_damaged() => report.corrupt_kept.push(c),
+            Err(e) => return Err(e),
+        }
+    }
+    if removed {
+        store.sync()?;
     }
     Ok(report)
 }

@@ -5,6 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::{LeaseError, LeaseErrorKind};
+use super::path::normalize_path;
+
 /// Exclusive (writers) or shared (read-only reviewers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -19,6 +22,28 @@ impl Mode {
     /// Whether two leases in these modes conflict when their paths overlap.
     pub fn conflicts_with(self, other: Mode) -> bool {
         self == Mode::Exclusive || other == Mode::Exclusive
+    }
+
+    /// The mode as one lower-case word, as stored: `exclusive` or `shared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    /// `exclusive` or `shared`.
+    ///
+    /// ```
+    /// use leaselock::lease::Mode;
+    /// assert_eq!(Mode::Shared.to_string(), "shared");
+    /// assert_eq!(serde_json::to_string(&Mode::Exclusive)?, "\"exclusive\"");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -102,7 +127,54 @@ pub struct Lease {
     pub took_over: Vec<TakeOver>,
 }
 
+/// The suffix of a lease file's name: `<id>.lease.json`.
+pub(crate) const LEASE_SUFFIX: &str = ".lease.json";
+/// The largest lease file read, in bytes (a request is bounded well below it).
+pub(crate) const LEASE_FILE_LIMIT: u64 = 4 << 20;
+
 impl Lease {
+    /// The bytes of this lease's file, exactly as the store writes it: pretty JSON with a
+    /// trailing newline, in [`atomic_file`]'s checksummed format (one
+    /// `# atomic-file v1 len=<n> crc32=<hex>` header line, then the JSON).
+    ///
+    /// ```
+    /// # use leaselock::lease::{LeaseRequest, Leases};
+    /// # let root = tempfile::tempdir()?;
+    /// # let leases = Leases::open(root.path())?;
+    /// let lease = leases.acquire(&LeaseRequest::exclusive("a").file("f"))?.lease;
+    /// let bytes = lease.to_file_bytes()?;
+    /// assert!(bytes.starts_with(b"# atomic-file v1 len="));
+    /// assert_eq!(leaselock::lease::Lease::from_file_bytes(&lease.id, &bytes)?, lease);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_file_bytes(&self) -> Result<Vec<u8>, LeaseError> {
+        Ok(atomic_file::checksum::encode(&self.to_payload()?))
+    }
+
+    /// The JSON payload of this lease's file (without the checksum header).
+    pub(crate) fn to_payload(&self) -> Result<Vec<u8>, LeaseError> {
+        let mut payload = serde_json::to_vec_pretty(self).map_err(|e| {
+            LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: format!("the lease cannot be encoded: {e}"),
+            })
+        })?;
+        payload.push(b'\n');
+        Ok(payload)
+    }
+
+    /// Decodes and checks the bytes of the lease file whose name is `<id>.lease.json`, exactly
+    /// as the store does before it trusts a lease: the checksum header must match, the JSON
+    /// must decode, and the record must be consistent (its id is the file's, starts with its
+    /// token, its paths are normalized, `expires_at` is `renewed_at + ttl`, it has a holder).
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseErrorKind::Corrupt`] naming `<id>.lease.json` and saying what is wrong.
+    pub fn from_file_bytes(id: &str, bytes: &[u8]) -> Result<Lease, LeaseError> {
+        let name = format!("{id}{LEASE_SUFFIX}");
+        decode_file(id, bytes).map_err(|reason| LeaseError::corrupt(name, reason))
+    }
+
     /// Whether this lease's paths overlap `other`'s (modes ignored).
     pub fn overlaps(&self, other: &Lease) -> bool {
         super::path::scopes_overlap(&self.files, &self.dirs, &other.files, &other.dirs)
@@ -112,6 +184,56 @@ impl Lease {
     pub fn conflicts_with(&self, other: &Lease) -> bool {
         self.mode.conflicts_with(other.mode) && self.overlaps(other)
     }
+}
+
+/// Decodes a lease file's bytes; `Err(reason)` if it cannot be trusted.
+pub(crate) fn decode_file(id: &str, bytes: &[u8]) -> Result<Lease, String> {
+    if bytes.len() as u64 > LEASE_FILE_LIMIT {
+        return Err(format!(
+            "it is {} bytes, more than the {LEASE_FILE_LIMIT} bytes a lease file may have",
+            bytes.len()
+        ));
+    }
+    let payload = atomic_file::checksum::decode(bytes).map_err(|c| c.to_string())?;
+    let lease: Lease = serde_json::from_slice(payload)
+        .map_err(|e| format!("it is not a valid lease record: {e}"))?;
+    validate(&lease, id)?;
+    Ok(lease)
+}
+
+/// Checks a decoded lease for internal consistency; `Err(reason)` makes it a corrupt entry.
+pub(crate) fn validate(lease: &Lease, id: &str) -> Result<(), String> {
+    if lease.id != id {
+        return Err(format!(
+            "its id {:?} does not match its file name",
+            lease.id
+        ));
+    }
+    if !id
+        .strip_prefix(&lease.token.to_string())
+        .is_some_and(|rest| rest.starts_with('-'))
+    {
+        return Err(format!(
+            "its id {:?} does not start with its fencing token {}",
+            lease.id, lease.token
+        ));
+    }
+    if lease.files.is_empty() && lease.dirs.is_empty() {
+        return Err("it claims no paths".to_owned());
+    }
+    for p in lease.files.iter().chain(&lease.dirs) {
+        match normalize_path(std::path::Path::new("/"), p) {
+            Ok(n) if n == *p && !std::path::Path::new(p).is_absolute() => {}
+            _ => return Err(format!("it claims a path that is not normalized: {p:?}")),
+        }
+    }
+    if lease.holder.is_empty() {
+        return Err("it has no holder".to_owned());
+    }
+    if lease.renewed_at.checked_add(lease.ttl) != Some(lease.expires_at) {
+        return Err("its expires_at is not renewed_at plus its ttl".to_owned());
+    }
+    Ok(())
 }
 
 /// Truncates a time to whole milliseconds since the epoch, the stored precision.

@@ -25,6 +25,10 @@ fn map(mutex: &FileMutex, e: MutexError) -> LeaseError {
             waited: *waited,
             holder: holder.as_ref().map(ToString::to_string),
         }),
+        // A planted lock file or queue entry: corrupt or unsafe data, naming the entry.
+        MutexErrorKind::Unsafe { source } => {
+            LeaseError::corrupt(source.path(), super::error::describe(source))
+        }
         _ => LeaseError::new(LeaseErrorKind::Mutex { source: e }),
     }
 }

@@ -39,6 +39,39 @@ impl Entry {
             Entry::Corrupt(c) => &c.id,
         }
     }
+
+    /// The fencing token this entry records: the lease's, or for an unreadable file the number
+    /// its name starts with (lease ids are `<token>-<holder>`), if any.
+    pub(crate) fn token(&self) -> Option<u64> {
+        match self {
+            Entry::Lease(l) => Some(l.token),
+            Entry::Corrupt(c) => token_of_id(&c.id),
+        }
+    }
+}
+
+/// The token a lease id starts with (`<token>-...`).
+pub(crate) fn token_of_id(id: &str) -> Option<u64> {
+    let (digits, _) = id.split_once('-')?;
+    digits.parse().ok()
+}
+
+/// A write that failed. `visible`: the new record may already be in place for readers (it was
+/// renamed over the old one but could not be made durable), so the caller must undo it to keep
+/// "a reported failure changed nothing".
+#[derive(Debug)]
+pub(crate) struct WriteFailed {
+    pub error: LeaseError,
+    pub visible: bool,
+}
+
+impl From<LeaseError> for WriteFailed {
+    fn from(error: LeaseError) -> WriteFailed {
+        WriteFailed {
+            error,
+            visible: false,
+        }
+    }
 }
 
 /// What the grant protocol needs from storage.
@@ -53,11 +86,17 @@ pub(crate) trait LeaseStore {
     }
     /// One entry, read afresh from storage.
     fn get(&mut self, id: &str) -> Result<Option<Entry>, LeaseError>;
-    /// Creates or replaces the lease with `lease.id`.
-    fn put(&mut self, lease: &Lease) -> Result<(), LeaseError>;
-    /// Removes the entry `id`; `false` if it did not exist.
+    /// Creates or replaces the lease with `lease.id`, durably: `Ok` only once it survives a
+    /// crash. On error, see [`WriteFailed::visible`].
+    fn put(&mut self, lease: &Lease) -> Result<(), WriteFailed>;
+    /// Removes the entry `id`; `false` if it did not exist. Visible at once, durable only after
+    /// [`LeaseStore::sync`].
     fn remove(&mut self, id: &str) -> Result<bool, LeaseError>;
-    /// Durably reserves and returns the next fencing token (strictly greater than any before).
+    /// Makes the removals made so far durable.
+    fn sync(&mut self) -> Result<(), LeaseError>;
+    /// Durably reserves and returns the next fencing token: strictly greater than any before,
+    /// and than every token recorded in storage. Fails (corrupt) rather than guess when the
+    /// counter is missing or damaged.
     fn next_token(&mut self) -> Result<u64, LeaseError>;
     /// Where entry `id` lives, for messages.
     fn location(&self, id: &str) -> PathBuf;
@@ -81,7 +120,7 @@ impl LeaseStore for MemStore {
         Ok(self.entries.get(id).cloned())
     }
 
-    fn put(&mut self, lease: &Lease) -> Result<(), LeaseError> {
+    fn put(&mut self, lease: &Lease) -> Result<(), WriteFailed> {
         self.entries
             .insert(lease.id.clone(), Entry::Lease(lease.clone()));
         Ok(())
@@ -89,6 +128,10 @@ impl LeaseStore for MemStore {
 
     fn remove(&mut self, id: &str) -> Result<bool, LeaseError> {
         Ok(self.entries.remove(id).is_some())
+    }
+
+    fn sync(&mut self) -> Result<(), LeaseError> {
+        Ok(())
     }
 
     fn next_token(&mut self) -> Result<u64, LeaseError> {

@@ -124,7 +124,14 @@ fn corrupt_entries_block_everything_until_forced_out() -> Result<(), super::Leas
         }),
     );
     let err = grant(&mut s, &req("a", Mode::Shared, &["anything"], &[]), 0).expect_err("blocked");
-    assert_eq!(err.conflicts()[0].corrupt.as_deref(), Some("bad"));
+    assert!(err.is_damaged(), "{err}");
+    match err.kind() {
+        LeaseErrorKind::Corrupt { path, reason } => {
+            assert_eq!(path, &PathBuf::from("7-x.lease.json"));
+            assert!(reason.starts_with("bad; ") && reason.contains("forced release of \"7-x\""));
+        }
+        other => panic!("unexpected {other}"),
+    }
     let report = protocol::sweep(&mut s, &ctx(100), false)?;
     assert_eq!(report.corrupt_kept.len(), 1);
     assert!(grant(&mut s, &req("a", Mode::Shared, &["anything"], &[]), 0).is_err());

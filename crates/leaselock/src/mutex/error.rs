@@ -73,6 +73,17 @@ pub enum MutexErrorKind {
          was moved to another thread still counts for the thread that took it)"
     )]
     WouldDeadlock,
+    /// A file or directory the mutex uses (the lock file's directory, the lock file, the queue
+    /// directory or a file in it) is not what it must be: a symbolic link, a FIFO, a device, a
+    /// directory where a file belongs or the other way round, or a file too large to be ours.
+    /// Nothing was followed, opened for writing or removed through it. The error names the
+    /// entry; a person must remove or replace it (a repository can hold planted entries).
+    #[error("{source}")]
+    Unsafe {
+        /// The refusal, naming the entry and what was found there.
+        #[source]
+        source: atomic_file::Error,
+    },
     /// A system call failed during `step`.
     #[error("cannot {step}: {source}")]
     Io {
@@ -143,6 +154,20 @@ impl MutexError {
         MutexError::new(path, MutexErrorKind::Io { step, source })
     }
 
+    /// An error of an [`atomic_file::dir::Dir`] call made during `step`: a refused entry
+    /// (wrong type, too large) is [`MutexErrorKind::Unsafe`], anything else an I/O error.
+    pub(crate) fn from_file(
+        path: impl Into<PathBuf>,
+        step: Step,
+        source: atomic_file::Error,
+    ) -> MutexError {
+        if source.is_damaged() {
+            MutexError::new(path, MutexErrorKind::Unsafe { source })
+        } else {
+            MutexError::io(path, step, io::Error::from(source))
+        }
+    }
+
     /// The lock file this error is about.
     pub fn path(&self) -> &Path {
         &self.path
@@ -160,6 +185,13 @@ impl MutexError {
             self.kind,
             MutexErrorKind::Busy | MutexErrorKind::Timeout { .. }
         )
+    }
+
+    /// True for [`MutexErrorKind::Unsafe`]: an entry the mutex uses is a symlink, a FIFO or of
+    /// the wrong type. Retrying will not help; a person must remove or replace the entry (a
+    /// command-line tool reports this as corrupt or unsafe data).
+    pub fn is_damaged(&self) -> bool {
+        matches!(self.kind, MutexErrorKind::Unsafe { .. })
     }
 
     /// The operating system's error, if this is an I/O failure.
@@ -193,6 +225,7 @@ impl From<MutexError> for io::Error {
             MutexErrorKind::Timeout { .. } => io::ErrorKind::TimedOut,
             MutexErrorKind::Unsupported { .. } => io::ErrorKind::Unsupported,
             MutexErrorKind::WouldDeadlock => io::ErrorKind::Deadlock,
+            MutexErrorKind::Unsafe { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, err)
     }

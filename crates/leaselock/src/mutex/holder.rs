@@ -6,9 +6,6 @@
 //! is best effort: a read-only lock file or a full disk never fails a lock that was taken.
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -102,16 +99,6 @@ pub(crate) fn parse(contents: &[u8]) -> Option<Holder> {
         since: UNIX_EPOCH + Duration::from_millis(record.since_ms),
         shared: record.mode == "shared",
     })
-}
-
-/// The holder the lock file at `path` names, if it names one and can be read.
-pub(crate) fn read(path: &Path) -> Option<Holder> {
-    let file = File::open(path).ok()?;
-    let mut contents = Vec::with_capacity(RECORD_LEN);
-    file.take(4 * RECORD_LEN as u64)
-        .read_to_end(&mut contents)
-        .ok()?;
-    parse(&contents)
 }
 
 /// This machine's host name (read once).

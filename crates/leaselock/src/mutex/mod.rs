@@ -39,7 +39,20 @@
 //!   for shared-after-shared.) Different threads simply wait for each other.
 //! - **Network file systems are refused.** `flock` on NFS, SMB/CIFS and similar can hang past
 //!   any timeout or fail to exclude other hosts, so the first lock call checks the file system
-//!   of the lock file's directory (Linux `statfs`) and returns [`MutexErrorKind::Unsupported`].
+//!   of the lock file (Linux `fstatfs`) and returns [`MutexErrorKind::Unsupported`].
+//!
+//! - **Nothing is followed.** The lock file's directory is opened once (`O_DIRECTORY |
+//!   O_NOFOLLOW`: its last component must be a real directory) and the lock file, the queue
+//!   directory and every file in it are reached only through `*at` calls on descriptors, with
+//!   `O_NOFOLLOW | O_NONBLOCK` and an `fstat` of what was opened (through
+//!   [`atomic_file::dir::Dir`]). A symlink, FIFO, socket or device, or a directory where a file
+//!   belongs (and the other way round), is refused with [`MutexErrorKind::Unsafe`] naming the
+//!   entry ([`MutexError::is_damaged`]): a repository holding planted links cannot make the
+//!   mutex create or write anything outside it, and a FIFO cannot hang it. Reads (the queue
+//!   counter, the holder record) are bounded. A queue entry that is not a regular file is not a
+//!   ticket: it is skipped and never removed.
+//! - **Root does not lock the owner out.** A file or directory the mutex creates in a directory
+//!   owned by another user, while running as root, is given that directory's owner and group.
 //!
 //! The lock is advisory: it excludes only processes that use it. Do not delete the lock file or
 //! its queue directory while the lock is in use (a new file would be a new, separate lock), and
@@ -113,6 +126,8 @@ use std::path::{Path, PathBuf};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use atomic_file::dir::Dir;
+
 pub use error::{MutexError, MutexErrorKind, Step};
 pub use holder::Holder;
 
@@ -142,6 +157,28 @@ impl FileMutex {
     pub fn new(path: impl Into<PathBuf>) -> FileMutex {
         FileMutex {
             inner: Arc::new(Inner::new(path.into())),
+        }
+    }
+
+    /// A mutex on the lock file `name` inside the already opened directory `dir` (with its
+    /// queue directory `<name>.queue/` beside it). Use this when the directory is one a program
+    /// already holds open: the lock file is then reached only through `dir`'s descriptor, even
+    /// if the path `dir` was opened at is later replaced. No I/O happens here.
+    ///
+    /// ```
+    /// use atomic_file::dir::Dir;
+    /// use leaselock::mutex::FileMutex;
+    ///
+    /// let tmp = tempfile::tempdir()?;
+    /// let state = Dir::create(tmp.path().join(".state"))?;
+    /// let mutex = FileMutex::in_dir(&state, "registry.lock");
+    /// assert_eq!(mutex.path(), tmp.path().join(".state/registry.lock"));
+    /// drop(mutex.lock()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn in_dir(dir: &Dir, name: impl AsRef<std::ffi::OsStr>) -> FileMutex {
+        FileMutex {
+            inner: Arc::new(Inner::in_dir(dir, name.as_ref())),
         }
     }
 
@@ -265,7 +302,7 @@ impl FileMutex {
             None if wait == Wait::Never => Err(self.error(MutexErrorKind::Busy)),
             None => Err(self.error(MutexErrorKind::Timeout {
                 waited: started.elapsed(),
-                holder: holder::read(&self.inner.path),
+                holder: self.inner.read_holder(),
             })),
         }
     }
@@ -296,24 +333,21 @@ impl FileMutex {
         }
     }
 
-    /// On first use: refuses network file systems, creates the lock file and the queue
-    /// directory, and learns the lock file's identity. Retried until it succeeds once.
+    /// On first use: opens the lock file's directory, creates the lock file, refuses network
+    /// file systems, creates the queue directory, and learns the lock file's identity. Retried
+    /// until it succeeds once.
     fn prepare(&self) -> Result<Key, MutexError> {
         if let Some(key) = self.inner.key.get() {
             return Ok(*key);
         }
         let path = &self.inner.path;
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        match os::network_fs(dir) {
+        let (file, writable) = self.inner.open_main()?;
+        match os::network_fs(&file) {
             Ok(None) => {}
             Ok(Some(fs)) => return Err(self.error(MutexErrorKind::Unsupported { fs })),
             Err(e) => return Err(MutexError::io(path, Step::CheckFileSystem, e)),
         }
-        let (file, writable) = self.inner.open_main()?;
-        let key = identity(&file, path).map_err(|e| MutexError::io(path, Step::OpenLock, e))?;
+        let key = identity(&file).map_err(|e| MutexError::io(path, Step::OpenLock, e))?;
         self.inner.create_queue_dir()?;
         self.inner.put_main(file, writable);
         Ok(*self.inner.key.get_or_init(|| key))
@@ -331,19 +365,10 @@ fn deadline(timeout: Duration) -> Wait {
     }
 }
 
-#[cfg(unix)]
-fn identity(file: &std::fs::File, _path: &Path) -> std::io::Result<Key> {
+fn identity(file: &std::fs::File) -> std::io::Result<Key> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata()?;
     Ok((meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity(_file: &std::fs::File, path: &Path) -> std::io::Result<Key> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    std::fs::canonicalize(path)?.hash(&mut hasher);
-    Ok((0, hasher.finish()))
 }
 
 /// A held [`FileMutex`]: exclusive or shared. Owns its file handle, so it can be stored and
@@ -392,10 +417,6 @@ impl MutexGuard {
             return Ok(());
         };
         held::remove(self.key, self.thread);
-        if !os::CAN_UNLOCK {
-            drop(held.file);
-            return Ok(());
-        }
         match os::unlock(&held.file) {
             Ok(()) => {
                 self.inner.put_main(held.file, held.writable);

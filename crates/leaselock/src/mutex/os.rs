@@ -90,33 +90,20 @@ fn attempt(file: &File, mode: Mode, blocking: bool) -> io::Result<()> {
 /// the one call that guard's `Drop` would have made, `flock(fd, LOCK_UN)` (through rustix, as
 /// `fd-lock` does).
 pub(crate) fn unlock(file: &File) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock).map_err(io::Error::from)
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows byte-range locks: callers close the handle instead (`CAN_UNLOCK`).
-        let _ = file;
-        Err(io::ErrorKind::Unsupported.into())
-    }
+    rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock).map_err(io::Error::from)
 }
-
-/// Whether the held lock may be released by [`unlock`] and the descriptor reused; otherwise
-/// the descriptor must be closed to release it.
-pub(crate) const CAN_UNLOCK: bool = cfg!(unix);
 
 fn is_contended(e: &io::Error) -> bool {
-    // Windows reports ERROR_LOCK_VIOLATION (33) rather than WouldBlock.
-    e.kind() == io::ErrorKind::WouldBlock || (cfg!(windows) && e.raw_os_error() == Some(33))
+    e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// The name of the network file system `path` is on, if it is on one whose `flock` can hang
-/// or does not exclude other hosts. `Ok(None)` also on platforms where this cannot be told.
-pub(crate) fn network_fs(path: &std::path::Path) -> io::Result<Option<&'static str>> {
+/// The name of the network file system the open `file` is on, if it is on one whose `flock`
+/// can hang or does not exclude other hosts. `Ok(None)` also on platforms where this cannot be
+/// told. (`fstatfs` on the descriptor: the path is never looked up again.)
+pub(crate) fn network_fs(file: &File) -> io::Result<Option<&'static str>> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let stat = rustix::fs::statfs(path)?;
+        let stat = rustix::fs::fstatfs(file)?;
         // The magic numbers are 32 bits; `f_type` is a signed word on some targets.
         #[allow(clippy::unnecessary_cast)]
         let magic = (stat.f_type as u64) & 0xFFFF_FFFF;
@@ -124,7 +111,7 @@ pub(crate) fn network_fs(path: &std::path::Path) -> io::Result<Option<&'static s
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        let _ = path;
+        let _ = file;
         Ok(None)
     }
 }

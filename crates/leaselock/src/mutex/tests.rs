@@ -69,7 +69,8 @@ fn network_file_systems_are_recognised_by_magic() {
 #[test]
 fn the_temp_dir_is_not_a_network_file_system() {
     let dir = temp();
-    assert_eq!(os::network_fs(dir.path()).expect("statfs"), None);
+    let file = fs::File::open(dir.path()).expect("open");
+    assert_eq!(os::network_fs(&file).expect("fstatfs"), None);
 }
 
 #[test]
@@ -123,7 +124,7 @@ fn lock_creates_files_and_writes_the_holder() {
     assert!(!guard.is_shared());
     assert_eq!(guard.path(), mutex.path());
     assert!(mutex.inner.queue_dir().is_dir());
-    let h = holder::read(mutex.path()).expect("holder record");
+    let h = mutex.inner.read_holder().expect("holder record");
     assert_eq!((h.pid, h.shared), (std::process::id(), false));
     drop(guard);
     // Uncontended: no tickets were taken.
@@ -433,7 +434,7 @@ fn a_missing_directory_is_an_io_error() {
     let err = mutex.lock().expect_err("no directory");
     match err.kind() {
         MutexErrorKind::Io { step, source } => {
-            assert_eq!(*step, Step::CheckFileSystem);
+            assert_eq!(*step, Step::OpenLock);
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
         }
         other => panic!("unexpected {other:?}"),
@@ -445,39 +446,31 @@ fn a_missing_directory_is_an_io_error() {
 }
 
 #[test]
-fn a_directory_as_lock_file_is_an_io_error() {
+fn a_directory_as_lock_file_is_refused_as_unsafe() {
     let dir = temp();
-    let mutex = FileMutex::new(dir.path());
+    fs::create_dir(dir.path().join("a.lock")).expect("a directory in the way");
+    let mutex = FileMutex::new(dir.path().join("a.lock"));
     let err = mutex.try_lock().expect_err("a directory");
     assert!(
-        matches!(
-            err.kind(),
-            MutexErrorKind::Io {
-                step: Step::OpenLock,
-                ..
-            }
-        ),
+        matches!(err.kind(), MutexErrorKind::Unsafe { .. }) && err.is_damaged(),
         "{err}"
     );
+    assert!(err.to_string().contains("a directory"), "{err}");
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
 }
 
 #[test]
-fn a_blocked_queue_directory_is_an_io_error() {
+fn a_blocked_queue_directory_is_refused_as_unsafe() {
     let dir = temp();
     fs::write(dir.path().join("a.lock.queue"), "in the way").expect("blocker");
     let mutex = FileMutex::new(dir.path().join("a.lock"));
     let err = mutex.lock().expect_err("queue dir is a file");
     assert!(
-        matches!(
-            err.kind(),
-            MutexErrorKind::Io {
-                step: Step::OpenQueue,
-                ..
-            }
-        ),
+        matches!(err.kind(), MutexErrorKind::Unsafe { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("wait queue"), "{err}");
+    assert!(err.to_string().contains("a.lock.queue"), "{err}");
 }
 
 #[cfg(unix)]
@@ -492,7 +485,7 @@ fn a_read_only_lock_file_still_locks() {
     let guard = mutex.lock().expect("lock");
     // Root ignores permissions; otherwise the file was opened read-only and names no holder.
     if fs::OpenOptions::new().write(true).open(&path).is_err() {
-        assert_eq!(holder::read(&path), None);
+        assert_eq!(mutex.inner.read_holder(), None);
     }
     let other = FileMutex::new(&path);
     assert!(other.try_lock().is_err());
