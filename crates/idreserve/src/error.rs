@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use atomic_file::dir::FileKind;
 use leaselock::mutex::MutexError;
 
-/// An error from an ID store operation. Match on [`Error::kind`].
+/// An error from an ID store operation. Match on [`Error::kind`], or use the `is_*` helpers
+/// for the classes a caller usually maps to exit codes.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -31,15 +33,16 @@ pub enum ErrorKind {
         /// The store's directory.
         dir: PathBuf,
     },
-    /// The counter log is damaged. It is never reset: that would hand out every ID again.
+    /// A file of the store is damaged, missing while the store exists, or is not a regular
+    /// file (a symbolic link, a FIFO, a directory...). Nothing was read through it, changed
+    /// or reset: resetting a counter would hand out every ID again.
     #[error(
-        "the counter log {} is corrupt: {reason}; it was left untouched. Restore it from a \
-         backup or version control, or repair the named line by hand (each line is \
-         `PREFIX NUMBER CRC32`; `gapreg doctor` checks it)",
+        "{} (ID store) is corrupt: {reason}. It was left untouched; restore it from version \
+         control or a backup (`gapreg doctor` lists every problem of the store)",
         path.display()
     )]
     Corrupt {
-        /// The damaged file.
+        /// The damaged file (or directory).
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -59,6 +62,15 @@ pub enum ErrorKind {
         text: String,
         /// Why it is not an ID.
         reason: &'static str,
+    },
+    /// An ID is well formed but not written the one way its store writes it (zero padding
+    /// added or missing), so that `GAP-OP-0001` and `GAP-OP-1` can never both exist.
+    #[error("{text:?} is not the canonical form of this ID: write it as {canonical}")]
+    NotCanonical {
+        /// The text given.
+        text: String,
+        /// How the store writes this ID.
+        canonical: String,
     },
     /// The store's allow-list does not contain the prefix.
     #[error("unknown prefix {prefix:?}: this store allows only {}; add it to the `allow` list in the store's config.yaml to use it", allowed.join(", "))]
@@ -94,6 +106,35 @@ pub enum ErrorKind {
     /// A reservation of zero IDs was asked for.
     #[error("a reservation must ask for at least one ID")]
     EmptyReservation,
+    /// A reservation asked for more than [`MAX_COUNT`](crate::MAX_COUNT) IDs at once. Nothing
+    /// was reserved; the counter is unchanged.
+    #[error(
+        "cannot reserve {count} IDs at once: at most {max} per reservation (reserve in batches, \
+         or raise the counter with `Store::raise` if the IDs are already in use)"
+    )]
+    CountTooLarge {
+        /// How many IDs were asked for.
+        count: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The store would need more distinct prefixes than its log can hold.
+    #[error("the ID store cannot hold {count} prefixes: at most {max}")]
+    TooManyPrefixes {
+        /// Prefixes that would be stored.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A path given to [`Store::init_from`](crate::Store::init_from) cannot be scanned (a
+    /// symbolic link, which is never followed, or not a file or directory).
+    #[error("cannot scan {} for IDs: {reason}", path.display())]
+    InvalidPath {
+        /// The path given.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
     /// Taking the store's lock failed or timed out (the error names the holder).
     #[error(transparent)]
     Lock(#[from] MutexError),
@@ -107,7 +148,7 @@ pub enum ErrorKind {
         /// The operating system's error.
         source: io::Error,
     },
-    /// Reading or writing the store's config failed.
+    /// Reading or writing a file failed (through [`atomic_file`]).
     #[error(transparent)]
     File(#[from] atomic_file::Error),
 }
@@ -125,10 +166,91 @@ impl Error {
         })
     }
 
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// An error of [`atomic_file`] about a file of the store: damage and wrong types (a
+    /// symlink, a FIFO, a directory, a file too large to be ours) become
+    /// [`ErrorKind::Corrupt`] naming the file; anything else (I/O) stays [`ErrorKind::File`].
+    pub(crate) fn store_file(e: atomic_file::Error) -> Error {
+        if !e.is_damaged() {
+            return Error::new(ErrorKind::File(e));
+        }
+        let reason = match e.kind() {
+            atomic_file::ErrorKind::WrongType { found, expected } => wrong_type(*found, *expected),
+            atomic_file::ErrorKind::TooLarge { len, limit } => format!(
+                "it is {len} bytes, more than the {limit} bytes a file of the store may have; \
+                 it was not read"
+            ),
+            atomic_file::ErrorKind::Decode { message, .. } => message.clone(),
+            _ => e.to_string(),
+        };
+        Error::corrupt(e.path(), reason)
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }
+
+    /// True when a file of the store cannot be trusted ([`ErrorKind::Corrupt`]): damaged,
+    /// missing while the store exists, not a regular file, or an invalid `config.yaml`. A
+    /// CLI reports it as corrupt data on disk.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self.kind, ErrorKind::Corrupt { .. })
+    }
+
+    /// True when there is no store ([`ErrorKind::NoStore`]).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, ErrorKind::NoStore { .. })
+    }
+
+    /// True when waiting for the store's lock ran out: retry later.
+    pub fn is_contended(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Lock(m) if m.is_contended())
+    }
+
+    /// True for invalid input: a bad prefix, ID, count or path, an unknown prefix, an ID
+    /// that was never reserved or is not canonical.
+    pub fn is_invalid(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::InvalidPrefix { .. }
+                | ErrorKind::InvalidId { .. }
+                | ErrorKind::NotCanonical { .. }
+                | ErrorKind::UnknownPrefix { .. }
+                | ErrorKind::NotReserved { .. }
+                | ErrorKind::Overflow { .. }
+                | ErrorKind::EmptyReservation
+                | ErrorKind::CountTooLarge { .. }
+                | ErrorKind::InvalidPath { .. }
+        )
+    }
+
+    /// The file this error is about, if it names one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.kind {
+            ErrorKind::Corrupt { path, .. }
+            | ErrorKind::InvalidPath { path, .. }
+            | ErrorKind::Io { path, .. } => Some(path),
+            ErrorKind::NoStore { dir } | ErrorKind::AlreadyExists { dir } => Some(dir),
+            ErrorKind::File(e) => Some(e.path()),
+            ErrorKind::Lock(e) => Some(e.path()),
+            _ => None,
+        }
+    }
+}
+
+/// The reason text for an entry of the wrong type.
+pub(crate) fn wrong_type(found: FileKind, expected: FileKind) -> String {
+    format!(
+        "it is {found}, not {expected}; it was not followed, opened or changed (a repository \
+         can hold planted links and pipes): remove or replace it by hand"
+    )
 }
 
 impl fmt::Display for Error {

@@ -41,7 +41,17 @@ pub fn check_prefix(prefix: &str) -> Result<(), Error> {
     }
 }
 
+/// Widest zero padding, in digits: every `u64` fits in 20 digits, so more would only be
+/// leading zeros (and an untrusted width must not size an allocation).
+pub const MAX_WIDTH: usize = 20;
+
 /// One ID: a prefix and a number, shown as `PREFIX-NUMBER` (zero-padded to `width` digits).
+///
+/// Each ID has exactly one canonical text: the number in decimal, without leading zeros unless
+/// its store's config sets a width for the prefix (then padded to that width). Parsing with
+/// [`str::parse`] accepts only the unpadded form; [`Id::parse_lenient`] accepts any padding
+/// (for scanners), and [`Store::validate`](crate::Store::validate) accepts exactly the
+/// store's form, so `GAP-OP-0001` and `GAP-OP-1` can never both be valid in one store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id {
     pub(crate) prefix: String,
@@ -67,9 +77,10 @@ impl Id {
         })
     }
 
-    /// The same ID shown with its number zero-padded to `width` digits.
+    /// The same ID shown with its number zero-padded to `width` digits (at most
+    /// [`MAX_WIDTH`]; a larger width is clamped).
     pub fn with_width(mut self, width: usize) -> Id {
-        self.width = width;
+        self.width = width.min(MAX_WIDTH);
         self
     }
 
@@ -82,34 +93,24 @@ impl Id {
     pub fn number(&self) -> u64 {
         self.number
     }
-}
 
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{:0width$}",
-            self.prefix,
-            self.number,
-            width = self.width
-        )
+    /// The zero padding this ID is shown with (0: none).
+    pub fn width(&self) -> usize {
+        self.width
     }
-}
 
-impl FromStr for Id {
-    type Err = Error;
-
-    /// Parses `PREFIX-NUMBER`; the number is what follows the last dash, so prefixes may
-    /// contain dashes. Zero padding is accepted and kept.
+    /// Parses `PREFIX-NUMBER` accepting any zero padding, which is kept (`SEC-007` has width
+    /// 3). For tools that must see every number in use, such as a scan of existing files; to
+    /// accept an ID from a person or a file name, use [`str::parse`] or
+    /// [`Store::validate`](crate::Store::validate), which insist on the canonical form.
     ///
     /// ```
-    /// let id: idreserve::Id = "GAP-OP-0042".parse()?;
-    /// assert_eq!((id.prefix(), id.number()), ("GAP-OP", 42));
+    /// let id = idreserve::Id::parse_lenient("GAP-OP-0042")?;
+    /// assert_eq!((id.prefix(), id.number(), id.width()), ("GAP-OP", 42, 4));
     /// assert_eq!(id.to_string(), "GAP-OP-0042");
-    /// assert!("GAP-OP".parse::<idreserve::Id>().is_err());
     /// # Ok::<(), idreserve::Error>(())
     /// ```
-    fn from_str(text: &str) -> Result<Id, Error> {
+    pub fn parse_lenient(text: &str) -> Result<Id, Error> {
         let invalid = |reason| {
             Error::new(ErrorKind::InvalidId {
                 text: text.to_owned(),
@@ -122,9 +123,20 @@ impl FromStr for Id {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("the part after the last dash must be a number"));
         }
-        let number = digits
-            .parse()
-            .map_err(|_| invalid("the number is too large"))?;
+        let significant = digits.trim_start_matches('0');
+        if significant.len() > MAX_WIDTH {
+            return Err(invalid("the number is too large"));
+        }
+        let number = if significant.is_empty() {
+            0
+        } else {
+            significant
+                .parse()
+                .map_err(|_| invalid("the number is too large"))?
+        };
+        if digits.len() > MAX_WIDTH {
+            return Err(invalid("the number has more than 20 digits"));
+        }
         check_prefix(prefix)?;
         Ok(Id {
             prefix: prefix.to_owned(),
@@ -135,6 +147,56 @@ impl FromStr for Id {
                 0
             },
         })
+    }
+
+    /// Checks that `text` is exactly how this ID is written (its prefix, its number padded to
+    /// its width); [`ErrorKind::NotCanonical`] names the canonical form otherwise.
+    pub(crate) fn check_canonical(&self, text: &str) -> Result<(), Error> {
+        let canonical = self.to_string();
+        if canonical == text {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::NotCanonical {
+                text: text.to_owned(),
+                canonical,
+            }))
+        }
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{:0width$}",
+            self.prefix,
+            self.number,
+            width = self.width.min(MAX_WIDTH)
+        )
+    }
+}
+
+impl FromStr for Id {
+    type Err = Error;
+
+    /// Parses `PREFIX-NUMBER` in canonical form: the number is what follows the last dash (so
+    /// prefixes may contain dashes), in decimal without leading zeros. A zero-padded number
+    /// is refused with [`ErrorKind::NotCanonical`] naming the unpadded form (use
+    /// [`Id::parse_lenient`] or [`Store::validate`](crate::Store::validate) for a store that
+    /// pads).
+    ///
+    /// ```
+    /// let id: idreserve::Id = "GAP-OP-42".parse()?;
+    /// assert_eq!((id.prefix(), id.number()), ("GAP-OP", 42));
+    /// let err = "GAP-OP-0042".parse::<idreserve::Id>().unwrap_err();
+    /// assert!(err.to_string().contains("write it as GAP-OP-42"), "{err}");
+    /// assert!("GAP-OP".parse::<idreserve::Id>().is_err());
+    /// # Ok::<(), idreserve::Error>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Id, Error> {
+        let id = Id::parse_lenient(text)?.with_width(0);
+        id.check_canonical(text)?;
+        Ok(id)
     }
 }
 
@@ -179,9 +241,29 @@ mod tests {
             assert!(bad.parse::<Id>().is_err(), "{bad}");
         }
         assert_eq!(
-            "SEC-007".parse::<Id>().expect("padded").to_string(),
+            Id::parse_lenient("SEC-007").expect("padded").to_string(),
             "SEC-007"
         );
         assert_eq!("SEC-0".parse::<Id>().expect("zero").to_string(), "SEC-0");
+        for (padded, canonical) in [("SEC-0001", "SEC-1"), ("SEC-00", "SEC-0"), ("A-01", "A-1")] {
+            let err = padded.parse::<Id>().expect_err(padded);
+            assert!(
+                matches!(err.kind(), ErrorKind::NotCanonical { canonical: c, .. } if c == canonical),
+                "{err}"
+            );
+        }
+        // u64::MAX parses; one more, or more than 20 digits of padding, does not.
+        assert_eq!(
+            "SEC-18446744073709551615"
+                .parse::<Id>()
+                .expect("max")
+                .number(),
+            u64::MAX
+        );
+        assert!("SEC-18446744073709551616".parse::<Id>().is_err());
+        assert!(Id::parse_lenient(&format!("SEC-{}", "0".repeat(21) + "1")).is_err());
+        // An untrusted width cannot size an allocation.
+        let id = Id::new("SEC", 1).expect("id").with_width(usize::MAX);
+        assert_eq!(id.to_string().len(), "SEC-".len() + MAX_WIDTH);
     }
 }

@@ -12,7 +12,7 @@
 //! use idreserve::{Config, Store};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = Store::create(dir.path(), Config::default())?;
+//! let store = Store::create(dir.path().join("ids"), Config::default())?;
 //! let one = store.reserve("SEC", 1)?;
 //! let batch = store.reserve("GAP-OP", 3)?;
 //! assert_eq!(one.ids().map(|id| id.to_string()).collect::<Vec<_>>(), ["SEC-1"]);
@@ -23,32 +23,106 @@
 //! assert_eq!(store.peek("SEC")?.to_string(), "SEC-2");
 //! assert!(store.validate("GAP-OP-3").is_ok());
 //! assert!(store.validate("GAP-OP-4").is_err()); // never reserved
+//! assert!(store.validate("GAP-OP-03").is_err()); // not canonical: GAP-OP-3
+//! assert_eq!(store.raise("SEC", 100)?.after, 100); // IDs used elsewhere: never lowered
+//! assert!(store.verify()?.is_healthy());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Layout and durability
+//! # Layout
 //!
-//! A store directory holds `config.yaml` (optional allow-list and zero padding, see
-//! [`Config`]), `counters.log` and the lock file `counters.lock` (with its queue directory).
-//! The log is append-only text, one checksummed record per line (format in the `log` module
-//! docs): a reservation costs one small `write` and one `fdatasync`, where a rename-based
-//! update would cost three or four syncs. A writer that dies mid-append leaves a torn last
-//! line, which readers ignore and the next writer cuts off; any other damage is reported as
-//! [`ErrorKind::Corrupt`] and never "repaired" by resetting a counter. After 64 records a
-//! writer compacts the log to one record per prefix through [`atomic_file`].
+//! A store directory holds `config.yaml` (format version, optional allow-list and zero
+//! padding, see [`Config`]), `counters.log` (format in the [`log`] module), and the lock file
+//! `counters.lock` with its queue directory `counters.lock.queue/`. Prefixes are upper-case
+//! letters, digits and dashes, starting with a letter (`GAP-OP` gives `GAP-OP-1091`).
 //!
-//! Prefixes: upper-case letters, digits and dashes, starting with a letter; a prefix may
-//! contain dashes (`GAP-OP` gives `GAP-OP-1091`).
+//! # A store may come from a stranger
+//!
+//! A store is committed to version control, so every file in it may come from a hostile
+//! repository. So:
+//!
+//! - Every file is reached through the store directory's descriptor
+//!   ([`atomic_file::dir::Dir`]): nothing is followed, a FIFO cannot hang an open, and a
+//!   symbolic link, FIFO, socket, device or directory where a file of the store belongs (or a
+//!   link as the store directory) is refused with [`ErrorKind::Corrupt`] naming the path. It is
+//!   never written through, removed or replaced. Reads are bounded (the log by its largest
+//!   valid size, the config to 64 KiB) before anything is allocated.
+//! - Every byte of the log is verified before it is trusted (see [`log`]): a missing header,
+//!   a flipped bit, zeros, truncation, extension or garbage is [`ErrorKind::Corrupt`], never
+//!   "an empty log, counters restart". The one tolerated defect is an interrupted write of a
+//!   record that was never acknowledged.
+//! - `config.yaml` is parsed strictly: unknown keys, keys without values, an empty file, an
+//!   empty allow-list, invalid prefixes and widths are errors naming the key, never defaults.
+//! - A store whose config exists but whose log is missing, or the other way round, is
+//!   [`ErrorKind::Corrupt`]: creation writes the log (with its header) before the config, so
+//!   no crash leaves a config without a log, and counters are never restarted from zero.
+//! - Untrusted numbers size nothing: one reservation is at most [`MAX_COUNT`] IDs (checked
+//!   before the lock is taken); a [`Reservation`] holds two numbers and lists its IDs lazily;
+//!   widths are at most [`MAX_WIDTH`]; counters stop at `u64::MAX` with
+//!   [`ErrorKind::Overflow`].
+//! - [`Store::init_from`] reads documents without following any symbolic link (not even a
+//!   path given, which is refused), never opens FIFOs or devices, and streams files in
+//!   bounded chunks.
+//! - IDs have one canonical text: `SEC-0001` is not `SEC-1` ([`ErrorKind::NotCanonical`]), so
+//!   two spellings of one ID cannot both be in use.
+//!
+//! [`verify`] checks all of this without changing anything, for `gapreg doctor`.
+//!
+//! # Durability and failures
+//!
+//! A reservation writes its record into the log's first free slot (one 64-byte `pwrite`),
+//! releases the lock and `fdatasync`s; it returns only after the flush. The rules:
+//!
+//! - **Acknowledged means durable.** `reserve`, `raise` and `init_from` return `Ok` only after
+//!   every record they wrote was flushed (or the log was rewritten with `fsync`s).
+//! - **A failure before the write changes nothing.** If the record cannot be written, the
+//!   error is returned; at most an interrupted write is left, which counts for nothing.
+//! - **A failure after the write never rolls back.** If the record was written but its flush
+//!   failed, the record is already visible to every reader (a concurrent `validate` may have
+//!   accepted the IDs, and a later reservation continues above them), so it is never removed:
+//!   the writer takes the lock again and rewrites the whole log into new blocks with a full
+//!   `fsync` and at least its values; if that succeeds the reservation returns `Ok` (it is
+//!   durable), otherwise it returns the flush error and its IDs are skipped, never handed
+//!   out. The next reservation never hands out an ID below a value a failed call may have
+//!   made visible, because it reads the log under the lock, including records whose flush
+//!   failed.
+//!
+//! The system calls of one reservation, as `strace -f -e
+//! trace=openat,write,pwrite64,fsync,fdatasync,rename,renameat2` shows them (lock queue files
+//! left out; `N` is the slot's offset):
+//!
+//! ```text
+//! openat(AT_FDCWD, ".../ids/counters.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666)  lock file (first use)
+//! pwrite64(<lock>, "{\"pid\":…}", 256, 0)                   holder record, after flock
+//! openat(<ids>, "counters.log", O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC|O_NOCTTY)
+//! openat(<ids>, "counters.log", O_RDWR|O_CREAT|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC|O_NOCTTY, 0666)
+//! pwrite64(<log>, "SEC 1 …\n", 64, N)                       the record, under the lock
+//! fdatasync(<log>)                                          after the unlock; then return
+//! ```
+//!
+//! and once every 64 records (no free slot left), still under the lock:
+//!
+//! ```text
+//! openat(<ids>, ".counters.log.PID-….atomic-tmp", O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW…, 0600)
+//! write(<tmp>, "# idreserve counters v2 slots=…", …)
+//! fsync(<tmp>)
+//! renameat(<ids>, ".counters.log.PID-….atomic-tmp", <ids>, "counters.log")
+//! fsync(<ids>)
+//! ```
 #![deny(missing_docs)]
 
+mod config;
 mod error;
 mod id;
-mod log;
+pub mod log;
 mod protocol;
 mod scan;
 mod store;
+mod verify;
 
 pub use error::{Error, ErrorKind};
-pub use id::{Id, MAX_PREFIX_LEN, check_prefix};
-pub use scan::find_ids;
-pub use store::{Config, Found, Reservation, Store};
+pub use id::{Id, MAX_PREFIX_LEN, MAX_WIDTH, check_prefix};
+pub use protocol::MAX_COUNT;
+pub use scan::{MAX_DEPTH, SkipReason, Skipped, find_ids};
+pub use store::{Config, Found, InitReport, Raised, Reservation, Store};
+pub use verify::{Finding, FindingKind, Verification, verify, verify_at};

@@ -110,17 +110,21 @@ fn corrupt_log_is_reported_never_reset() {
     s.reserve("SEC", 5).expect("reserve");
     let log = s.dir().join("counters.log");
     let mut bytes = fs::read(&log).expect("read");
-    bytes[4] = b'7'; // "SEC 7" under the checksum of "SEC 5"
+    // Line 2 (the first record, after the header) is "SEC 5 <crc>": make it "SEC 7".
+    assert_eq!(&bytes[64..70], b"SEC 5 ");
+    bytes[64 + 4] = b'7';
     fs::write(&log, &bytes).expect("damage");
     for err in [
         s.reserve("SEC", 1).expect_err("reserve"),
         s.peek("SEC").expect_err("peek"),
         s.validate("SEC-1").expect_err("validate"),
+        s.raise("SEC", 100).expect_err("raise"),
     ] {
         assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
+        assert!(err.is_corrupt());
         let msg = err.to_string();
         assert!(
-            msg.contains("counters.log") && msg.contains("line 1"),
+            msg.contains("counters.log") && msg.contains("line 2"),
             "{msg}"
         );
     }
@@ -132,20 +136,38 @@ fn corrupt_log_is_reported_never_reset() {
 }
 
 #[test]
-fn torn_tail_is_ignored_by_readers_and_cut_by_the_next_writer() {
+fn interrupted_write_is_ignored_by_readers_and_overwritten_by_the_next_writer() {
     let (_d, s) = store();
     s.reserve("SEC", 3).expect("reserve");
     let log = s.dir().join("counters.log");
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .expect("open");
-    std::io::Write::write_all(&mut f, b"SEC 9 12").expect("torn append");
+    let mut bytes = fs::read(&log).expect("read");
+    // The beginning of a record in the next free slot (line 3), as a crash mid-write leaves.
+    bytes[128..136].copy_from_slice(b"SEC 9 12");
+    fs::write(&log, &bytes).expect("interrupted write");
     assert_eq!(s.peek("SEC").expect("peek").to_string(), "SEC-4");
+    let report = s.verify().expect("verify");
+    assert!(report.is_healthy(), "{report:?}");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == idreserve::FindingKind::InterruptedWrite),
+        "{report:?}"
+    );
     assert_eq!(ids(&s.reserve("SEC", 1).expect("reserve")), ["SEC-4"]);
     let text = fs::read_to_string(&log).expect("read");
-    assert!(!text.contains("SEC 9"), "torn tail not cut: {text:?}");
-    assert_eq!(text.lines().count(), 2);
+    assert!(
+        !text.contains("SEC 9"),
+        "interrupted write not overwritten: {text:?}"
+    );
+    assert_eq!(
+        text.lines()
+            .nth(2)
+            .map(str::trim_end)
+            .map(|l| l.starts_with("SEC 4 ")),
+        Some(true)
+    );
+    assert!(s.verify().expect("verify").findings.is_empty());
 }
 
 #[test]
