@@ -295,7 +295,7 @@ fn demo_runs(runs: usize, agents: &str) {
 
 /// Slow tier (`.ci/run`): about one run in thirty used to fail when an agent lost a claim race.
 #[test]
-#[ignore = "slow: run with --release --ignored demo_"]
+#[ignore = "slow: cargo test --workspace --test cli -- --ignored demo_"]
 fn demo_30_runs_in_a_row() {
     demo_runs(30, "8");
 }
@@ -303,7 +303,7 @@ fn demo_30_runs_in_a_row() {
 /// Slow tier: with 24 agents a lost claim race happens in most runs, so ten runs find a
 /// regression that the 8-agent runs would catch only now and then.
 #[test]
-#[ignore = "slow: run with --release --ignored demo_"]
+#[ignore = "slow: cargo test --workspace --test cli -- --ignored demo_"]
 fn demo_crowded_runs() {
     demo_runs(10, "24");
 }
