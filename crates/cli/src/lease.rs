@@ -69,12 +69,8 @@ pub enum LeaseCommand {
     },
 }
 
-/// How long after its `expires_at` a lease still blocks others (clock skew allowance). Set
-/// explicitly, so `lease list` can say until when an expired lease is still protected.
-const SKEW_MARGIN: Duration = Duration::from_secs(5);
-
 fn leases(global: &Global) -> Result<Leases> {
-    let mut opts = LeaseOptions::new().skew_margin(SKEW_MARGIN);
+    let mut opts = LeaseOptions::new();
     if let Some(wait) = global.wait() {
         opts = opts.lock_timeout(wait);
     }
@@ -103,77 +99,28 @@ fn lease_json(lease: &Lease) -> serde_json::Value {
     })
 }
 
-/// A lease's state as `lease list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    /// Before its `expires_at`, holder not known to be dead.
-    Live,
-    /// Past its `expires_at` but inside the skew margin: it still blocks overlapping grants
-    /// until `until`, and its holder must not rely on it any more.
-    ExpiredProtected { until: SystemTime },
-    /// Past `expires_at` plus the margin: anyone may take it over.
-    Expired,
-    /// Its holder is provably gone.
-    HolderDead { reason: String },
-    /// A state this build does not know.
-    Unknown(String),
+/// The state fields of a lease in `lease list --json`: `status` (`live`, `expired` — also
+/// while still protected — or `holder-dead`), `blocks_grants`, and `protected_until` (an
+/// expired lease inside the skew margin) or `reason` (a dead holder). The judgement is
+/// leaselock's ([`LeaseStatus`]).
+/// The STATE column: like leaselock's `Display` (`expired (protected until T)`), with times
+/// to the second like every other time the CLI prints.
+fn status_text(status: &LeaseStatus) -> String {
+    match (status.protected_until(), status) {
+        (Some(until), _) => format!("{} (protected until {})", status.name(), time(until)),
+        (None, LeaseStatus::HolderDead { reason }) => format!("{} ({reason})", status.name()),
+        (None, _) => status.name().to_owned(),
+    }
 }
 
-impl State {
-    /// Judges a lease from the library's status and its `expires_at` against `now`: the
-    /// library calls a lease live until `expires_at + margin`, but after `expires_at` its
-    /// holder's own check already fails, so it is shown as expired (and protected).
-    fn of(
-        status: &LeaseStatus,
-        expires_at: SystemTime,
-        now: SystemTime,
-        margin: Duration,
-    ) -> State {
-        match status {
-            LeaseStatus::Live if now > expires_at => State::ExpiredProtected {
-                until: expires_at.checked_add(margin).unwrap_or(expires_at),
-            },
-            LeaseStatus::Live => State::Live,
-            LeaseStatus::Expired => State::Expired,
-            LeaseStatus::HolderDead { reason } => State::HolderDead {
-                reason: reason.clone(),
-            },
-            other => State::Unknown(format!("{other:?}")),
-        }
+fn status_json(status: &LeaseStatus, v: &mut serde_json::Value) {
+    v["status"] = json!(status.name());
+    v["blocks_grants"] = json!(status.blocks_grants());
+    if let Some(until) = status.protected_until() {
+        v["protected_until"] = json!(time(until));
     }
-
-    /// The `status` field of `--json`.
-    fn name(&self) -> &'static str {
-        match self {
-            State::Live => "live",
-            State::ExpiredProtected { .. } | State::Expired => "expired",
-            State::HolderDead { .. } => "holder-dead",
-            State::Unknown(_) => "unknown",
-        }
-    }
-
-    /// The STATE column.
-    fn text(&self) -> String {
-        match self {
-            State::ExpiredProtected { until } => {
-                format!("expired (protected until {})", time(*until))
-            }
-            State::HolderDead { reason } => format!("holder dead: {reason}"),
-            State::Unknown(what) => format!("unknown: {what}"),
-            other => other.name().to_owned(),
-        }
-    }
-
-    /// The JSON fields besides `status`.
-    fn extend(&self, status: &LeaseStatus, v: &mut serde_json::Value) {
-        v["status"] = json!(self.name());
-        v["blocks_grants"] = json!(status.is_live());
-        if let State::ExpiredProtected { until } = self {
-            v["protected_until"] = json!(time(*until));
-        }
-        if let State::HolderDead { reason } = self {
-            v["reason"] = json!(reason);
-        }
+    if let LeaseStatus::HolderDead { reason } = status {
+        v["reason"] = json!(reason);
     }
 }
 
@@ -264,16 +211,10 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
         }
         LeaseCommand::List => {
             let listing = leases.list()?;
-            let now = SystemTime::now();
-            let states: Vec<State> = listing
-                .leases
-                .iter()
-                .map(|(l, status)| State::of(status, l.expires_at, now, SKEW_MARGIN))
-                .collect();
             let doc = json!({
-                "leases": listing.leases.iter().zip(&states).map(|((l, status), state)| {
+                "leases": listing.leases.iter().map(|(l, status)| {
                     let mut v = lease_json(l);
-                    state.extend(status, &mut v);
+                    status_json(status, &mut v);
                     v
                 }).collect::<Vec<_>>(),
                 "corrupt": listing.corrupt.iter().map(|c| json!({"file": path_json(&c.path), "reason": c.reason})).collect::<Vec<_>>(),
@@ -282,15 +223,14 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 let rows: Vec<Vec<String>> = listing
                     .leases
                     .iter()
-                    .zip(&states)
-                    .map(|((l, _), state)| {
+                    .map(|(l, status)| {
                         let mut paths = l.files.clone();
                         paths.extend(l.dirs.iter().map(|d| format!("{d}/")));
                         vec![
                             l.id.clone(),
                             l.holder.clone(),
                             format!("{:?}", l.mode).to_lowercase(),
-                            state.text(),
+                            status_text(status),
                             l.token.to_string(),
                             paths.join(" "),
                         ]
@@ -352,48 +292,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_from_status_and_expiry() {
-        let expires = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let margin = Duration::from_secs(5);
-        let before = expires - Duration::from_secs(1);
-        let inside = expires + Duration::from_secs(2);
-        let live = LeaseStatus::Live;
-        assert_eq!(State::of(&live, expires, before, margin), State::Live);
-        assert_eq!(State::of(&live, expires, expires, margin), State::Live);
-        let protected = State::of(&live, expires, inside, margin);
-        assert_eq!(
-            protected,
-            State::ExpiredProtected {
-                until: expires + margin
-            }
-        );
-        assert_eq!(protected.name(), "expired");
-        assert_eq!(
-            protected.text(),
-            "expired (protected until 2027-01-15T08:00:05Z)"
-        );
-        let expired = State::of(&LeaseStatus::Expired, expires, inside + margin, margin);
-        assert_eq!(
-            (expired.name(), expired.text().as_str()),
-            ("expired", "expired")
-        );
-        let dead = LeaseStatus::HolderDead {
-            reason: "no process 7".into(),
+    fn state_fields_of_every_status() {
+        let until = UNIX_EPOCH + Duration::from_secs(1_800_000_005);
+        let fields = |status: LeaseStatus| {
+            let mut v = json!({});
+            status_json(&status, &mut v);
+            v
         };
-        let state = State::of(&dead, expires, before, margin);
-        assert_eq!(state.name(), "holder-dead");
-        assert_eq!(state.text(), "holder dead: no process 7");
-        let mut v = json!({});
-        state.extend(&dead, &mut v);
         assert_eq!(
-            v,
+            fields(LeaseStatus::Live),
+            json!({"status": "live", "blocks_grants": true})
+        );
+        assert_eq!(
+            fields(LeaseStatus::ExpiredProtected {
+                protected_until: until
+            }),
+            json!({"status": "expired", "blocks_grants": true, "protected_until": "2027-01-15T08:00:05Z"})
+        );
+        assert_eq!(
+            fields(LeaseStatus::Expired),
+            json!({"status": "expired", "blocks_grants": false})
+        );
+        assert_eq!(
+            fields(LeaseStatus::HolderDead {
+                reason: "no process 7".into()
+            }),
             json!({"status": "holder-dead", "blocks_grants": false, "reason": "no process 7"})
         );
-        let mut v = json!({});
-        protected.extend(&live, &mut v);
+        let text = |status: LeaseStatus| status_text(&status);
         assert_eq!(
-            v,
-            json!({"status": "expired", "blocks_grants": true, "protected_until": "2027-01-15T08:00:05Z"})
+            text(LeaseStatus::ExpiredProtected {
+                protected_until: until + Duration::from_millis(250)
+            }),
+            "expired (protected until 2027-01-15T08:00:05Z)"
+        );
+        assert_eq!(text(LeaseStatus::Live), "live");
+        assert_eq!(text(LeaseStatus::Expired), "expired");
+        assert_eq!(
+            text(LeaseStatus::HolderDead {
+                reason: "no process 7".into()
+            }),
+            "holder-dead (no process 7)"
         );
     }
 }
