@@ -114,6 +114,34 @@ impl fmt::Display for FileKind {
     }
 }
 
+/// What identifies one version of a file: its inode, size and status-change time (`ctime`,
+/// which every write, rename, `chmod` and `touch` moves and no unprivileged call can set
+/// back). Two stamps differ whenever the file was replaced or written in between (within the
+/// file system's timestamp granularity, nanoseconds on ext4, xfs and btrfs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// The inode number.
+    pub ino: u64,
+    /// The size in bytes.
+    pub len: u64,
+    /// The status-change time, in nanoseconds since the epoch.
+    pub changed_ns: u64,
+}
+
+impl Stamp {
+    // The field types differ between platforms.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn of(stat: &rustix::fs::Stat) -> Stamp {
+        let secs = u64::try_from(stat.st_ctime).unwrap_or(0);
+        let nanos = u64::try_from(stat.st_ctime_nsec).unwrap_or(0);
+        Stamp {
+            ino: stat.st_ino as u64,
+            len: u64::try_from(stat.st_size).unwrap_or(0),
+            changed_ns: secs.saturating_mul(1_000_000_000).saturating_add(nanos),
+        }
+    }
+}
+
 /// One entry of a [`Dir`] listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -241,6 +269,17 @@ impl Dir {
             .unwrap_or(0)
             .min(999_999_999);
         Ok(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+    }
+
+    /// The identity and last change of the entry `name` (not followed if a symlink), for
+    /// caches that must notice a file rewritten in place: `None` if it does not exist.
+    pub fn stamp(&self, name: impl AsRef<OsStr>) -> Result<Option<Stamp>> {
+        let name = component(&self.path, name.as_ref())?;
+        match rustix::fs::statat(self.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(Stamp::of(&stat))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(Error::io(self.join(name), Step::Inspect, e.into())),
+        }
     }
 
     /// What `name` is, without following a symlink; `None` if it does not exist.

@@ -55,6 +55,15 @@ pub struct IndexLine {
     /// A gap file that could not be read when the index was rebuilt.
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<DamagedFile>,
+    /// The stamp (inode, size, change time) of the gap file the line was made from, so that
+    /// a file rewritten in place — which leaves `gaps/`'s own time alone — is noticed.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// The text of a file's [`Stamp`](atomic_file::dir::Stamp) in an index line.
+pub(crate) fn stamp_text(stamp: &atomic_file::dir::Stamp) -> String {
+    format!("{:x}.{:x}.{:x}", stamp.ino, stamp.len, stamp.changed_ns)
 }
 
 /// A document that could not be read: its file and why.
@@ -85,6 +94,7 @@ impl IndexLine {
             gap: None,
             compacted_len: None,
             damaged: None,
+            file: None,
         }
     }
 
@@ -129,6 +139,8 @@ struct LineRef<'a> {
     gap: Option<SummaryRef<'a>>,
     #[serde(rename = "d", default)]
     damaged: Option<DamagedFile>,
+    #[serde(rename = "f", default, borrow)]
+    file: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +192,9 @@ pub(crate) struct IndexScan {
     pub damaged: bool,
     /// Gap files the last rebuild could not read.
     pub bad_files: Vec<DamagedFile>,
+    /// The file name (in `gaps/`) and recorded stamp behind every current line: the last
+    /// line of each gap and each damaged file. `None`: the line has no stamp (stale).
+    pub files: Vec<(String, Option<String>)>,
 }
 
 /// The index as text; marks `out` damaged if it is not UTF-8 (then `None`) or lacks its
@@ -205,8 +220,9 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
     let Some(text) = index_text(data, &mut out) else {
         return out;
     };
-    // (seq, id, matches, line)
-    let mut refs: Vec<(u64, Cow<'_, str>, bool, &str)> = Vec::new();
+    // (seq, id, matches, line, file stamp)
+    #[allow(clippy::type_complexity)]
+    let mut refs: Vec<(u64, Cow<'_, str>, bool, &str, Option<Cow<'_, str>>)> = Vec::new();
     for line in text.lines() {
         match verified(line).and_then(|json| serde_json::from_str::<LineRef<'_>>(json).ok()) {
             Some(l) => {
@@ -214,9 +230,10 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
                 out.last_stamp = Some(l.stamp);
                 if let Some(g) = l.gap {
                     let keep = g.matches(filter);
-                    refs.push((g.seq, g.id, keep, line));
-                }
-                if let Some(d) = l.damaged {
+                    refs.push((g.seq, g.id, keep, line, l.file));
+                } else if let Some(d) = l.damaged {
+                    out.files
+                        .push((file_name(&d.file), l.file.map(Cow::into_owned)));
                     out.bad_files.push(d);
                 }
             }
@@ -224,15 +241,19 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
         }
     }
     refs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let mut last: Vec<(Cow<'_, str>, bool, &str)> = Vec::with_capacity(refs.len());
-    for (_, id, keep, line) in refs {
+    #[allow(clippy::type_complexity)]
+    let mut last: Vec<(Cow<'_, str>, bool, &str, Option<Cow<'_, str>>)> =
+        Vec::with_capacity(refs.len());
+    for (_, id, keep, line, file) in refs {
         match last.last_mut() {
-            Some(prev) if prev.0 == id => *prev = (id, keep, line),
-            _ => last.push((id, keep, line)),
+            Some(prev) if prev.0 == id => *prev = (id, keep, line, file),
+            _ => last.push((id, keep, line, file)),
         }
     }
     out.distinct = last.len();
-    for (_, keep, line) in last {
+    for (id, keep, line, file) in last {
+        out.files
+            .push((format!("{id}.yaml"), file.map(Cow::into_owned)));
         if keep {
             match parse_index_line(line) {
                 Ok(IndexLine { gap: Some(g), .. }) => out.gaps.push(g),
@@ -250,15 +271,16 @@ pub(crate) fn scan(data: &[u8]) -> IndexScan {
     let Some(text) = index_text(data, &mut out) else {
         return out;
     };
+    let mut gaps: Vec<(GapSummary, Option<String>)> = Vec::new();
     for line in text.lines() {
         match parse_index_line(line) {
             Ok(l) => {
                 out.lines += 1;
                 out.last_stamp = Some(l.stamp);
                 if let Some(g) = l.gap {
-                    out.gaps.push(g);
-                }
-                if let Some(d) = l.damaged {
+                    gaps.push((g, l.file));
+                } else if let Some(d) = l.damaged {
+                    out.files.push((file_name(&d.file), l.file));
                     out.bad_files.push(d);
                 }
             }
@@ -267,17 +289,28 @@ pub(crate) fn scan(data: &[u8]) -> IndexScan {
     }
     // Last line of each id wins. A gap's `seq` never changes, so all lines of one id are
     // adjacent after a stable sort by (seq, id), the newest last: keep the last of each run.
-    out.gaps.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
-    let mut kept: Vec<GapSummary> = Vec::with_capacity(out.gaps.len());
-    for g in out.gaps.drain(..) {
+    gaps.sort_by(|a, b| (a.0.seq, &a.0.id).cmp(&(b.0.seq, &b.0.id)));
+    let mut kept: Vec<(GapSummary, Option<String>)> = Vec::with_capacity(gaps.len());
+    for g in gaps {
         match kept.last_mut() {
-            Some(last) if last.id == g.id => *last = g,
+            Some(last) if last.0.id == g.0.id => *last = g,
             _ => kept.push(g),
         }
     }
-    out.gaps = kept;
+    for (g, file) in kept {
+        out.files.push((format!("{}.yaml", g.id), file));
+        out.gaps.push(g);
+    }
     out.distinct = out.gaps.len();
     out
+}
+
+/// The last path component of a damaged file's recorded path.
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The last complete line's stamp, from the file's tail; `None` when the tail is torn or

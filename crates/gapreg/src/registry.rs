@@ -137,7 +137,9 @@ pub struct Registry {
 /// Where warnings go: problems after a change was made durable, which must not turn its
 /// success into a failure (a cache not updated, a committed batch not yet moved).
 #[derive(Clone, Default)]
-struct Warner(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+struct Warner(Option<Arc<WarnFn>>);
+
+type WarnFn = dyn Fn(&str) + Send + Sync;
 
 impl std::fmt::Debug for Warner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -442,41 +444,86 @@ impl Registry {
     /// summaries are still returned, with a warning.
     pub(crate) fn rebuild_index(&self) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
         let (summaries, bad, stamp) = self.scan_summaries()?;
-        if let Err(e) = self.write_index(stamp, summaries.iter().cloned(), &bad) {
+        if let Err(e) = self.write_index(stamp, &summaries, &bad) {
             self.warn(&format!(
                 "the index cache was not updated ({e}); it is rebuilt later"
             ));
         }
-        Ok((summaries, bad))
+        Ok(unstamped(summaries, bad))
     }
 
     /// Every indexable gap's summary in registry order, the unreadable gap files, and the
     /// stamp of `gaps/` taken before the scan.
-    fn scan_summaries(&self) -> Result<(Vec<GapSummary>, Vec<DamagedFile>, u64)> {
+    #[allow(clippy::type_complexity)]
+    fn scan_summaries(&self) -> Result<(Vec<Stamped<GapSummary>>, Vec<Stamped<DamagedFile>>, u64)> {
         let stamp = self.gaps_stamp()?;
-        let (gaps, bad) = self.scan_gap_files()?;
-        let mut damaged: Vec<DamagedFile> = bad
+        let (gaps, bad) = self.scan_gap_files_stamped()?;
+        let mut damaged: Vec<Stamped<DamagedFile>> = bad
             .into_iter()
-            .map(|(path, reason)| DamagedFile::new(path.display().to_string(), reason))
+            .map(|(path, reason, st)| (DamagedFile::new(path.display().to_string(), reason), st))
             .collect();
         let mut summaries = Vec::with_capacity(gaps.len());
-        for (stem, g) in gaps {
+        for (stem, g, st) in gaps {
             if stem == g.id {
-                summaries.push(g.summary());
+                summaries.push((g.summary(), st));
             } else {
-                damaged.push(DamagedFile::new(
-                    self.gap_path(&stem).display().to_string(),
-                    format!("the file of {stem} holds the id {}", g.id),
+                damaged.push((
+                    DamagedFile::new(
+                        self.gap_path(&stem).display().to_string(),
+                        format!("the file of {stem} holds the id {}", g.id),
+                    ),
+                    st,
                 ));
             }
         }
-        summaries.sort_by(|a, b| (a.seq, &a.id).cmp(&(b.seq, &b.id)));
+        summaries.sort_by(|a, b| (a.0.seq, &a.0.id).cmp(&(b.0.seq, &b.0.id)));
         Ok((summaries, damaged, stamp))
+    }
+
+    /// Whether every current index line's file stamp matches its gap file now (a file
+    /// rewritten in place leaves `gaps/`'s time alone but not its own).
+    fn files_unchanged(&self, files: &[(String, Option<String>)]) -> Result<bool> {
+        if files.is_empty() {
+            return Ok(true);
+        }
+        let Some(gaps) = self.gaps_dir(false)? else {
+            return Ok(false);
+        };
+        for (name, recorded) in files {
+            let Some(recorded) = recorded else {
+                return Ok(false);
+            };
+            let now = match gaps.stamp(name) {
+                Ok(s) => s,
+                Err(e) if e.is_damaged() => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            if now.map(|s| index::stamp_text(&s)).as_deref() != Some(recorded.as_str()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Every parseable gap file `(file stem, gap)`, and the unparseable ones `(path, reason)`.
     #[allow(clippy::type_complexity)]
     pub(crate) fn scan_gap_files(&self) -> Result<(Vec<(String, Gap)>, Vec<(PathBuf, String)>)> {
+        let (good, bad) = self.scan_gap_files_stamped()?;
+        Ok((
+            good.into_iter().map(|(s, g, _)| (s, g)).collect(),
+            bad.into_iter().map(|(p, r, _)| (p, r)).collect(),
+        ))
+    }
+
+    /// [`Registry::scan_gap_files`], with each file's stamp taken before it was read (so a
+    /// change after the read shows as a mismatch later, never the other way round).
+    #[allow(clippy::type_complexity)]
+    fn scan_gap_files_stamped(
+        &self,
+    ) -> Result<(
+        Vec<(String, Gap, Option<String>)>,
+        Vec<(PathBuf, String, Option<String>)>,
+    )> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let Some(dir) = self.gaps_dir(false)? else {
@@ -485,7 +532,6 @@ impl Registry {
         for entry in dir.entries()? {
             let path = dir.join(&entry.name);
             let Some(name) = entry.name.to_str() else {
-                bad.push((path, "the file name is not UTF-8; rename it".to_owned()));
                 continue;
             };
             let Some(stem) = name.strip_suffix(".yaml") else {
@@ -494,18 +540,19 @@ impl Registry {
             if stem.starts_with('.') {
                 continue;
             }
+            let stamp = dir.stamp(&entry.name)?.map(|s| index::stamp_text(&s));
             let bytes = match dir.read(&entry.name, crate::model::MAX_YAML_BYTES as u64) {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,
                 Err(e) if e.is_damaged() => {
-                    bad.push((path, e.to_string()));
+                    bad.push((path, e.to_string(), stamp));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             match crate::model::parse_gap_yaml(&bytes) {
-                Ok(g) => good.push((stem.to_owned(), g)),
-                Err(reason) => bad.push((path, reason)),
+                Ok(g) => good.push((stem.to_owned(), g, stamp)),
+                Err(reason) => bad.push((path, reason, stamp)),
             }
         }
         good.sort_by(|a, b| a.0.cmp(&b.0));
@@ -564,16 +611,22 @@ impl Registry {
 
     fn try_append_index(&self, gaps: &[&Gap]) -> Result<()> {
         let stamp = self.gaps_stamp()?;
-        let text: String = gaps
-            .iter()
-            .map(|g| {
-                IndexLine {
+        let files = self.gaps_dir(false)?;
+        let mut text = String::new();
+        for g in gaps {
+            let file = match &files {
+                Some(dir) => dir.stamp(gap_file(&g.id))?.map(|s| index::stamp_text(&s)),
+                None => None,
+            };
+            text.push_str(
+                &IndexLine {
                     gap: Some(g.summary()),
+                    file,
                     ..IndexLine::stamp(stamp)
                 }
-                .encode()
-            })
-            .collect();
+                .encode(),
+            );
+        }
         let path = self.dir.join(INDEX);
         let mut file = self.layout.root()?.open_append(INDEX)?;
         file.write_all(text.as_bytes())
@@ -633,7 +686,10 @@ impl Registry {
             (gaps, bad)
         };
         let mut found = scan(&read()?);
-        if found.damaged || found.last_stamp != Some(self.gaps_stamp()?) {
+        if found.damaged
+            || found.last_stamp != Some(self.gaps_stamp()?)
+            || !self.files_unchanged(&found.files)?
+        {
             let _guard = match self.lock() {
                 Ok(guard) => guard,
                 Err(e) if e.is_contended() => return Err(e),
@@ -641,12 +697,15 @@ impl Registry {
                 // the gap files themselves, write nothing.
                 Err(_) => {
                     let (gaps, bad, _) = self.scan_summaries()?;
-                    return Ok(filtered((gaps, bad)));
+                    return Ok(filtered(unstamped(gaps, bad)));
                 }
             };
             self.finish_batch()?;
             found = scan(&read()?);
-            if found.damaged || found.last_stamp != Some(self.gaps_stamp()?) {
+            if found.damaged
+                || found.last_stamp != Some(self.gaps_stamp()?)
+                || !self.files_unchanged(&found.files)?
+            {
                 return Ok(filtered(self.rebuild_index()?));
             }
         }
@@ -669,7 +728,34 @@ impl Registry {
         if now.damaged || now.last_stamp != stamp || stamp != Some(self.gaps_stamp()?) {
             return Ok(());
         }
-        self.write_index(stamp.unwrap_or(0), now.gaps.into_iter(), &now.bad_files)
+        self.write_compacted(stamp.unwrap_or(0), now)
+    }
+
+    /// Rewrites a verified scan as one line per gap, keeping each line's file stamp.
+    fn write_compacted(&self, stamp: u64, scan: index::IndexScan) -> Result<()> {
+        let mut by_name: HashMap<String, Option<String>> = scan.files.into_iter().collect();
+        let mut take = |name: String| by_name.remove(&name).flatten();
+        let gaps: Vec<Stamped<GapSummary>> = scan
+            .gaps
+            .into_iter()
+            .map(|g| {
+                let f = take(gap_file(&g.id));
+                (g, f)
+            })
+            .collect();
+        let bad: Vec<Stamped<DamagedFile>> = scan
+            .bad_files
+            .into_iter()
+            .map(|d| {
+                let name = Path::new(&d.file)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let f = take(name);
+                (d, f)
+            })
+            .collect();
+        self.write_index(stamp, &gaps, &bad)
     }
 
     /// Under the lock: rewrites the index as one line per gap (rebuilding it from the gap
@@ -678,34 +764,36 @@ impl Registry {
         let data = self.layout.root()?.read(INDEX, MAX_INDEX_BYTES)?;
         let now = index::scan(&data.unwrap_or_default());
         let stamp = self.gaps_stamp()?;
-        if now.damaged || now.last_stamp != Some(stamp) {
+        if now.damaged || now.last_stamp != Some(stamp) || !self.files_unchanged(&now.files)? {
             self.rebuild_index()?;
             return Ok(());
         }
-        self.write_index(stamp, now.gaps.into_iter(), &now.bad_files)
+        self.write_compacted(stamp, now)
     }
 
     /// Under the lock: replaces `index.log` with a header, one line per gap and a stamp line.
     fn write_index(
         &self,
         stamp: u64,
-        gaps: impl Iterator<Item = GapSummary>,
-        bad: &[DamagedFile],
+        gaps: &[Stamped<GapSummary>],
+        bad: &[Stamped<DamagedFile>],
     ) -> Result<()> {
         let mut body = String::new();
-        for g in gaps {
+        for (g, file) in gaps {
             body.push_str(
                 &IndexLine {
-                    gap: Some(g),
+                    gap: Some(g.clone()),
+                    file: file.clone(),
                     ..IndexLine::stamp(stamp)
                 }
                 .encode(),
             );
         }
-        for d in bad {
+        for (d, file) in bad {
             body.push_str(
                 &IndexLine {
                     damaged: Some(d.clone()),
+                    file: file.clone(),
                     ..IndexLine::stamp(stamp)
                 }
                 .encode(),
@@ -2138,4 +2226,17 @@ fn check_not_nested(repo: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A summary or damaged file with the stamp of the file it was read from.
+type Stamped<T> = (T, Option<String>);
+
+fn unstamped(
+    gaps: Vec<Stamped<GapSummary>>,
+    bad: Vec<Stamped<DamagedFile>>,
+) -> (Vec<GapSummary>, Vec<DamagedFile>) {
+    (
+        gaps.into_iter().map(|(g, _)| g).collect(),
+        bad.into_iter().map(|(d, _)| d).collect(),
+    )
 }

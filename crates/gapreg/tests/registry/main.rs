@@ -10,6 +10,7 @@ mod adversarial;
 mod api;
 mod claims;
 mod crash;
+mod damage;
 mod model;
 mod multiprocess;
 mod parsers;
