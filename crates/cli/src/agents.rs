@@ -359,7 +359,7 @@ fn claim_ready_gaps(registry: &Registry, name: &str, report: &mut Report) -> Res
                     report.completed.push(gap.id);
                 }
             }
-            Err(e) if crate::gaps::lost_race(&e).is_some() => {}
+            Err(e) if crate::gaps::lost_race(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }

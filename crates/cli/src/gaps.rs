@@ -492,28 +492,18 @@ pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Du
     show_gap(out, &gap, &format!("{agent} claimed"))
 }
 
-/// Why a claim was refused, when the reason is a race that another agent won.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LostRace {
-    /// Another agent holds a live claim.
-    Claimed,
-    /// The gap is closed (complete or out of scope), most likely since the caller read it.
-    Closed(Status),
-}
-
 /// Whether `err`, returned by a claim, means the claim lost a race: the gap was claimed by
 /// another agent or closed since the caller saw it `ready`. Both are conflicts (exit 5, see
 /// `exit::classify`), and an agent moves on to the next ready gap.
-pub fn lost_race(err: &gapreg::Error) -> Option<LostRace> {
-    use gapreg::ConflictDetail as D;
-    match err.kind() {
-        gapreg::ErrorKind::Conflict { detail, .. } => match detail {
-            D::ClaimedBy { .. } => Some(LostRace::Claimed),
-            D::Closed { status } => Some(LostRace::Closed(*status)),
-            _ => None,
-        },
-        _ => None,
-    }
+pub fn lost_race(err: &gapreg::Error) -> bool {
+    matches!(
+        err.kind(),
+        gapreg::ErrorKind::Conflict {
+            detail: gapreg::ConflictDetail::ClaimedBy { .. }
+                | gapreg::ConflictDetail::Closed { .. },
+            ..
+        }
+    )
 }
 
 /// `gapreg unclaim ID --agent A`.
