@@ -47,7 +47,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
         let meta = fs::symlink_metadata(&path).expect("lstat");
         let ft = meta.file_type();
         let what = if ft.is_symlink() {
-            format!("link -> {}", fs::read_link(&path).expect("readlink").display())
+            format!(
+                "link -> {}",
+                fs::read_link(&path).expect("readlink").display()
+            )
         } else if ft.is_dir() {
             for entry in fs::read_dir(&path).expect("list") {
                 stack.push(entry.expect("entry").path());
@@ -177,9 +180,7 @@ impl World {
                 mkfifo(at);
                 Ok(())
             }
-            Plant::Dir => {
-                fs::create_dir(at).and_then(|()| fs::write(at.join("inside"), "x"))
-            }
+            Plant::Dir => fs::create_dir(at).and_then(|()| fs::write(at.join("inside"), "x")),
             Plant::File => fs::write(at, "in the way"),
         }
         .expect("plant");
@@ -211,7 +212,10 @@ impl World {
 
 /// Every refusal must say the data is damaged or unsafe and name the planted entry.
 fn assert_refusal(op: &str, err: &LeaseError, name: &str, case: &str) {
-    assert!(err.is_damaged(), "{case}: {op}: not a damaged/unsafe error: {err}");
+    assert!(
+        err.is_damaged(),
+        "{case}: {op}: not a damaged/unsafe error: {err}"
+    );
     assert!(
         err.to_string().contains(name),
         "{case}: {op}: the error does not name {name}: {err}"
@@ -253,7 +257,10 @@ fn every_operation(repo: &Path, name: &str, case: &str) -> Vec<&'static str> {
             .and_then(|l| l.leases.into_iter().find(|(l, _)| l.holder == "keeper"));
         if let Some((lease, _)) = held {
             check("renew", leases.renew(&lease).map(drop));
-            check("renew_id", leases.renew_id(&lease.id, "keeper", None).map(drop));
+            check(
+                "renew_id",
+                leases.renew_id(&lease.id, "keeper", None).map(drop),
+            );
             check("verify", leases.verify(&lease).map(drop));
         }
         check("sweep", leases.sweep().map(drop));
@@ -325,7 +332,14 @@ fn planted_gapreg_and_leases_directories_are_refused() {
 #[test]
 fn planted_files_in_the_leases_directory_are_refused() {
     // (entry, operations that must refuse)
-    let every = &["list", "acquire", "sweep", "sweep_forced", "check", "repair"][..];
+    let every = &[
+        "list",
+        "acquire",
+        "sweep",
+        "sweep_forced",
+        "check",
+        "repair",
+    ][..];
     let cases: [(&str, &[&str]); 5] = [
         ("lock", every),
         ("token.json", &["acquire", "repair"]),
@@ -371,7 +385,11 @@ fn planted_queue_entries_are_refused_or_skipped() {
         ("lock.queue", &DIR_PLANTS[..], every),
         ("lock.queue/waiters", &FILE_PLANTS[..], every),
         // A ticket name that is not a regular file is not a ticket: skipped, never opened.
-        ("lock.queue/t-00000000000000000001", &FILE_PLANTS[..], &[][..]),
+        (
+            "lock.queue/t-00000000000000000001",
+            &FILE_PLANTS[..],
+            &[][..],
+        ),
     ] {
         for &plant in plants {
             let world = World::new();
@@ -390,7 +408,10 @@ fn a_standalone_mutex_refuses_planted_entries() {
         ("registry.lock.queue", &DIR_PLANTS[..]),
         ("registry.lock.queue/waiters", &FILE_PLANTS[..]),
         ("registry.lock.queue/seq", &FILE_PLANTS[..]),
-        ("registry.lock.queue/t-00000000000000000005", &FILE_PLANTS[..]),
+        (
+            "registry.lock.queue/t-00000000000000000005",
+            &FILE_PLANTS[..],
+        ),
     ] {
         for &plant in plants {
             let world = World::new();
@@ -398,8 +419,11 @@ fn a_standalone_mutex_refuses_planted_entries() {
             fs::create_dir(&dir).expect("mkdir");
             let lock = dir.join("registry.lock");
             drop(FileMutex::new(&lock).lock().expect("first use"));
-            fs::write(dir.join("registry.lock.queue/seq"), "00000000000000000004\n")
-                .expect("seq");
+            fs::write(
+                dir.join("registry.lock.queue/seq"),
+                "00000000000000000004\n",
+            )
+            .expect("seq");
             let target = world.repo.join(".gapreg").join(entry);
             world.plant(&target, plant);
             let case = format!("{plant:?} at {entry}");

@@ -277,7 +277,11 @@ fn file_name(id: &str) -> String {
 }
 
 /// Reads an open regular file whole, at most `limit` bytes; `Err(reason)` if it is longer.
-fn read_limited(file: &File, len: u64, limit: u64) -> Result<Result<Vec<u8>, String>, std::io::Error> {
+fn read_limited(
+    file: &File,
+    len: u64,
+    limit: u64,
+) -> Result<Result<Vec<u8>, String>, std::io::Error> {
     if len > limit {
         return Ok(Err(format!(
             "it is {len} bytes, more than the {limit} bytes allowed; it was not read"
@@ -286,7 +290,9 @@ fn read_limited(file: &File, len: u64, limit: u64) -> Result<Result<Vec<u8>, Str
     let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(limit + 1).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
-        return Ok(Err(format!("it grew past the {limit} bytes allowed while read")));
+        return Ok(Err(format!(
+            "it grew past the {limit} bytes allowed while read"
+        )));
     }
     Ok(Ok(data))
 }
@@ -387,9 +393,9 @@ impl FileStore {
     }
 
     fn stamp(&self, id: &str, file: &File) -> Result<Stamp, LeaseError> {
-        file.metadata().map(|m| Stamp::of(&m)).map_err(|e| {
-            LeaseError::io(self.path_of(&file_name(id)), "inspect the lease file", e)
-        })
+        file.metadata()
+            .map(|m| Stamp::of(&m))
+            .map_err(|e| LeaseError::io(self.path_of(&file_name(id)), "inspect the lease file", e))
     }
 
     /// Whether the file's checksum header is `expected` (read with one `pread`).
@@ -412,10 +418,7 @@ impl FileStore {
             Ok(Some(payload)) => serde_json::from_slice::<TokenFile>(&payload)
                 .map(|t| t.last)
                 .map_err(|e| {
-                    LeaseError::corrupt(
-                        path,
-                        format!("it is not a token counter ({e}); {advice}"),
-                    )
+                    LeaseError::corrupt(path, format!("it is not a token counter ({e}); {advice}"))
                 }),
             Ok(None) => Err(LeaseError::corrupt(
                 path,
@@ -573,7 +576,10 @@ impl FileStore {
     /// Seeds the cache from `index.json`. A damaged index is ignored (and rewritten after the
     /// scan); an `index.json` that is not a regular file is an error.
     fn load_index(&mut self) -> Result<(), LeaseError> {
-        let payload = match self.dir.read_with(INDEX_FILE, &self.cache_opts, INDEX_LIMIT) {
+        let payload = match self
+            .dir
+            .read_with(INDEX_FILE, &self.cache_opts, INDEX_LIMIT)
+        {
             Ok(Some(payload)) => payload,
             Ok(None) => return Ok(()),
             Err(e) if matches!(e.kind(), atomic_file::ErrorKind::WrongType { .. }) => {

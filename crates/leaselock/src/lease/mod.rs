@@ -478,7 +478,12 @@ impl Leases {
             }));
         }
         let count = req.files.len() + req.dirs.len();
-        let bytes: usize = req.files.iter().chain(&req.dirs).map(String::len).sum::<usize>()
+        let bytes: usize = req
+            .files
+            .iter()
+            .chain(&req.dirs)
+            .map(String::len)
+            .sum::<usize>()
             + req.task.len();
         if count > MAX_PATHS || bytes > MAX_REQUEST_BYTES {
             return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
@@ -874,9 +879,16 @@ pub(crate) fn create_dir(parent: &Dir, name: &OsStr) -> atomic_file::Result<Dir>
 /// directory `.<name>.init-<pid>-<random>` is created, the counter written (durably) into it,
 /// and the staging directory renamed to `name`, so a leases directory never exists without its
 /// counter, and one that has lost it is corrupt, not new.
-fn create_leases_dir(parent: &Dir, name: &OsStr, durability: Durability) -> Result<Dir, LeaseError> {
+fn create_leases_dir(
+    parent: &Dir,
+    name: &OsStr,
+    durability: Durability,
+) -> Result<Dir, LeaseError> {
     let step = "create the leases directory";
-    if let Some(dir) = parent.open_dir(name).map_err(|e| LeaseError::file(step, e))? {
+    if let Some(dir) = parent
+        .open_dir(name)
+        .map_err(|e| LeaseError::file(step, e))?
+    {
         return Ok(dir);
     }
     let mut staging_name = std::ffi::OsString::from(".");

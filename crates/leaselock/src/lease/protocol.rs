@@ -115,7 +115,11 @@ impl fmt::Display for LeaseStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LeaseStatus::ExpiredProtected { protected_until } => {
-                write!(f, "expired (protected until {})", fmt_time(*protected_until))
+                write!(
+                    f,
+                    "expired (protected until {})",
+                    fmt_time(*protected_until)
+                )
             }
             LeaseStatus::HolderDead { reason } => write!(f, "holder-dead ({reason})"),
             other => f.write_str(other.name()),
@@ -296,7 +300,10 @@ fn corrupt_refusal(corrupt: &[CorruptEntry]) -> LeaseError {
     };
     let more = match corrupt.len() {
         1 => String::new(),
-        n => format!(" ({} more unreadable lease files: see the lease list)", n - 1),
+        n => format!(
+            " ({} more unreadable lease files: see the lease list)",
+            n - 1
+        ),
     };
     LeaseError::corrupt(
         &first.path,

@@ -244,7 +244,10 @@ fn a_failed_grant_leaves_no_lease_and_an_acknowledged_one_stays() -> Result<(), 
             ..Faulty::default()
         };
         protocol::grant(&mut s, &r, facts(), &ctx(0)).expect_err("injected");
-        assert!(s.inner.entries.is_empty(), "half-granted (visible {visible})");
+        assert!(
+            s.inner.entries.is_empty(),
+            "half-granted (visible {visible})"
+        );
         // The retry is granted, with a fresh token.
         let g = protocol::grant(&mut s, &r, facts(), &ctx(0))?;
         assert!(g.lease.token >= 2);
@@ -258,7 +261,12 @@ fn a_failed_grant_leaves_no_lease_and_an_acknowledged_one_stays() -> Result<(), 
     // Once the lease is durable, failing to remove the dead leases it took over (or to sync
     // that removal) does not turn the grant into an error.
     let mut s = Faulty::default();
-    protocol::grant(&mut s, &req("old", Mode::Exclusive, &["f"], &[]), facts(), &ctx(0))?;
+    protocol::grant(
+        &mut s,
+        &req("old", Mode::Exclusive, &["f"], &[]),
+        facts(),
+        &ctx(0),
+    )?;
     s.fail_remove = true;
     s.fail_sync = true;
     let g = protocol::grant(&mut s, &r, facts(), &ctx(100))?;
@@ -270,8 +278,13 @@ fn a_failed_grant_leaves_no_lease_and_an_acknowledged_one_stays() -> Result<(), 
 #[test]
 fn a_failed_renewal_or_release_changes_nothing() -> Result<(), super::LeaseError> {
     let mut s = Faulty::default();
-    let a = protocol::grant(&mut s, &req("a", Mode::Exclusive, &["f"], &[]), facts(), &ctx(0))?
-        .lease;
+    let a = protocol::grant(
+        &mut s,
+        &req("a", Mode::Exclusive, &["f"], &[]),
+        facts(),
+        &ctx(0),
+    )?
+    .lease;
     for visible in [false, true] {
         s.fail_put = Some(visible);
         protocol::renew(&mut s, &a, Some(Duration::from_secs(99)), &ctx(5)).expect_err("inj");
@@ -308,7 +321,11 @@ fn expired_inside_the_margin_is_expired_but_protected() -> Result<(), super::Lea
     );
     assert!(protected.blocks_grants() && !protected.is_live());
     assert_eq!(protected.name(), "expired");
-    assert!(protected.to_string().starts_with("expired (protected until "));
+    assert!(
+        protected
+            .to_string()
+            .starts_with("expired (protected until ")
+    );
     assert_eq!(ctx(11).judge(&a).protected_until(), Some(at(11)));
     assert_eq!(ctx(12).judge(&a), super::LeaseStatus::Expired);
     assert!(!ctx(12).judge(&a).blocks_grants());
@@ -320,7 +337,11 @@ fn expired_inside_the_margin_is_expired_but_protected() -> Result<(), super::Lea
 #[test]
 fn statuses_display_and_round_trip_through_serde() {
     let cases = [
-        (super::LeaseStatus::Live, "live", r#"{"status":"live","blocks_grants":true}"#),
+        (
+            super::LeaseStatus::Live,
+            "live",
+            r#"{"status":"live","blocks_grants":true}"#,
+        ),
         (
             super::LeaseStatus::Expired,
             "expired",
@@ -349,5 +370,8 @@ fn statuses_display_and_round_trip_through_serde() {
     }
     assert!(serde_json::from_str::<super::LeaseStatus>(r#"{"status":"zombie"}"#).is_err());
     assert_eq!(Mode::Exclusive.to_string(), "exclusive");
-    assert_eq!(serde_json::to_string(&Mode::Shared).expect("mode"), "\"shared\"");
+    assert_eq!(
+        serde_json::to_string(&Mode::Shared).expect("mode"),
+        "\"shared\""
+    );
 }

@@ -466,10 +466,7 @@ fn a_blocked_queue_directory_is_refused_as_unsafe() {
     fs::write(dir.path().join("a.lock.queue"), "in the way").expect("blocker");
     let mutex = FileMutex::new(dir.path().join("a.lock"));
     let err = mutex.lock().expect_err("queue dir is a file");
-    assert!(
-        matches!(err.kind(), MutexErrorKind::Unsafe { .. }),
-        "{err}"
-    );
+    assert!(matches!(err.kind(), MutexErrorKind::Unsafe { .. }), "{err}");
     assert!(err.to_string().contains("a.lock.queue"), "{err}");
 }
 
