@@ -871,6 +871,9 @@ fn open_leases_dir(
 /// `chown`, so what is created through it would stay root's. Opening it anew reads the owner
 /// it has now. (TODO(atomic-file): `create_dir` should record the adopted owner.)
 pub(crate) fn create_dir(parent: &Dir, name: &OsStr) -> atomic_file::Result<Dir> {
+    if let Some(dir) = parent.open_dir(name)? {
+        return Ok(dir);
+    }
     let created = parent.create_dir(name)?;
     Ok(parent.open_dir(name)?.unwrap_or(created))
 }

@@ -185,6 +185,15 @@ impl Inner {
     /// Opens (creating) the queue directory and caches it.
     pub(crate) fn create_queue_dir(&self) -> Result<Dir, MutexError> {
         let dir = self.dir()?;
+        let existing = dir
+            .open_dir(&self.queue_name)
+            .map_err(self.file_err(Step::OpenQueue))?;
+        if let Some(queue) = existing {
+            if let Ok(mut cached) = self.queue.lock() {
+                *cached = Some(queue.clone());
+            }
+            return Ok(queue);
+        }
         let created = dir
             .create_dir(&self.queue_name)
             .map_err(self.file_err(Step::OpenQueue))?;
