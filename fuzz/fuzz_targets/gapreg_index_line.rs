@@ -6,19 +6,55 @@
 //! - that line, without its newline, parses back to an equal `IndexLine`;
 //! - encoding is a fixed point (encoding the re-parsed line gives the same text).
 //!
+//! - a line whose checksum does not match its JSON never parses: every input is also tried
+//!   with its correct CRC-32 appended (so the fuzzer reaches the JSON parser, which random
+//!   checksums never would), and that same line with one byte of its JSON changed must be
+//!   refused unless the change left the checksum equal.
+//!
 //! A leap-second bug this target found (`9999-12-31T23:59:60Z` rolled into an unreadable
 //! year 10000) is fixed; its reproducers stay in `artifacts-found/` as regression inputs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
+/// CRC-32 (IEEE), as the index writes it; written out so the target needs no extra crate.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(line) = gapreg::parse_index_line(text) else {
+    if text.contains('\n') || text.contains('\t') {
+        let _ = gapreg::parse_index_line(text);
+        return;
+    }
+    let crc = |json: &str| format!("{:08x}", crc32(json.as_bytes()));
+    let checked = format!("{text}\t{}", crc(text));
+    let Ok(line) = gapreg::parse_index_line(&checked) else {
+        assert!(gapreg::parse_index_line(text).is_err(), "a line without a checksum parsed");
         return;
     };
+    // The same JSON with a byte flipped and the old checksum: refused (unless the checksum of
+    // the altered text happens to be the same).
+    if let Some(first) = text.bytes().next() {
+        let flipped = (first ^ 1) as char;
+        if flipped.is_ascii() {
+            let altered = format!("{flipped}{}", &text[1..]);
+            if crc(&altered) != crc(text) {
+                let bad = format!("{altered}\t{}", crc(text));
+                assert!(gapreg::parse_index_line(&bad).is_err(), "a damaged line parsed: {bad:?}");
+            }
+        }
+    }
     let encoded = line.encode();
     let body = encoded
         .strip_suffix('\n')

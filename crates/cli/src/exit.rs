@@ -61,6 +61,14 @@ pub fn invalid(message: impl Into<String>) -> Box<dyn StdError> {
     })
 }
 
+/// A corrupt-data error (exit 6).
+pub fn corrupt(message: impl Into<String>) -> Box<dyn StdError> {
+    Box::new(CliError {
+        code: Code::Corrupt,
+        message: message.into(),
+    })
+}
+
 /// A not-found error (exit 4).
 pub fn not_found(message: impl Into<String>) -> Box<dyn StdError> {
     Box::new(CliError {
@@ -119,7 +127,10 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Code {
 fn file_code(e: &atomic_file::Error) -> Code {
     use atomic_file::ErrorKind as K;
     match e.kind() {
-        K::Corrupt(_) | K::Decode { .. } => Code::Corrupt,
+        // Damaged, undecodable, of the wrong type (a planted symlink or FIFO) or too large.
+        K::Corrupt(_) | K::Decode { .. } | K::WrongType { .. } | K::TooLarge { .. } => {
+            Code::Corrupt
+        }
         K::LockTimeout { .. } => Code::Busy,
         K::InvalidPath { .. } | K::Encode { .. } => Code::Invalid,
         K::Io { source, .. } => io_code(source),

@@ -2,7 +2,7 @@
 //! `claim`, `unclaim`, `status`, `dep`, `summary`, `render`, `doctor`.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -51,6 +51,11 @@ pub struct FileArgs {
     /// A YAML or JSON list of gap specs (`-` for standard input); all or nothing.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["title", "id"])]
     batch: Option<PathBuf>,
+    /// Makes the call safe to retry: a later call with the same key and the same gap (or
+    /// batch) prints what the first one filed instead of filing it again. 1–128 characters of
+    /// A-Z a-z 0-9 . _ : -, e.g. agent-7:task-31.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
     /// The id prefix: OP gives GAP-OP-1, GAP-OP-2, … Default: the registry's default prefix.
     #[arg(long)]
     prefix: Option<String>,
@@ -156,7 +161,9 @@ pub fn registry(global: &Global) -> Result<Registry> {
         (Some(dir), _) => Registry::open(dir)?,
         (None, Some(dir)) => Registry::open(dir)?,
         (None, None) => Registry::discover(std::env::current_dir()?)?,
-    };
+    }
+    // Problems after a change was made durable: the change stands, the user is told.
+    .with_warnings(|message| crate::output::eprint_escaped(&format!("warning: {message}")));
     if let Some(wait) = global.wait() {
         registry = registry.with_lock_timeout(wait);
     }
@@ -315,7 +322,8 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
             })?;
         }
         LoopCommand::List => {
-            let all = registry.loops()?;
+            let checked = registry.loops_checked()?;
+            let all = &checked.value;
             let doc = all.iter().map(loop_json).collect::<Result<Vec<_>>>()?;
             out.show(&doc, |w| {
                 let rows: Vec<Vec<String>> = all
@@ -336,6 +344,7 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
                     &rows,
                 )
             })?;
+            left_out(&checked.damaged)?;
         }
         LoopCommand::Show { id } => {
             let l = registry.show_loop(&id)?;
@@ -362,17 +371,7 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
         ..out
     };
     if let Some(batch) = args.batch {
-        let mut text = Vec::new();
-        if batch.as_os_str() == "-" {
-            std::io::stdin().read_to_end(&mut text)?;
-        } else {
-            text = std::fs::read(&batch).map_err(|e| {
-                exit::not_found(format!(
-                    "cannot read batch file {}: {e}",
-                    escape_path(&batch)
-                ))
-            })?;
-        }
+        let text = read_batch(&batch)?;
         let entries: Vec<BatchEntry> = serde_yaml_or_json(&text).map_err(|e| {
             exit::invalid(format!(
                 "the batch is not a YAML or JSON list of gap specs: {e}; each entry needs \
@@ -414,7 +413,10 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
                 bad.join("\n  ")
             )));
         }
-        let gaps = registry.file_batch(specs)?;
+        let gaps = match &args.idempotency_key {
+            Some(key) => registry.file_batch_idempotent(specs, key)?,
+            None => registry.file_batch(specs)?,
+        };
         let doc: Vec<Value> = gaps.iter().map(gap_json).collect();
         out.show(&doc, |w| {
             gaps.iter()
@@ -434,9 +436,66 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
         tags: args.tags,
         ..GapSpec::default()
     };
-    let gap = registry.file(spec)?;
+    let gap = match &args.idempotency_key {
+        Some(key) => registry.file_idempotent(spec, key)?,
+        None => registry.file(spec)?,
+    };
     out.show(&gap_json(&gap), |w| writeln!(w, "{}", escape(&gap.id)))?;
     Ok(())
+}
+
+/// Largest batch file read: well above `MAX_BATCH` entries of ordinary size.
+const MAX_BATCH_BYTES: u64 = 64 << 20;
+
+/// Reads a batch file (or standard input for `-`), refusing more than [`MAX_BATCH_BYTES`]
+/// before allocating for it.
+fn read_batch(batch: &Path) -> Result<Vec<u8>> {
+    let too_large = || {
+        exit::invalid(format!(
+            "the batch {} is larger than {} MiB; split it into several batches",
+            escape_path(batch),
+            MAX_BATCH_BYTES >> 20
+        ))
+    };
+    let mut text = Vec::new();
+    if batch.as_os_str() == "-" {
+        std::io::stdin()
+            .take(MAX_BATCH_BYTES + 1)
+            .read_to_end(&mut text)?;
+    } else {
+        let file = std::fs::File::open(batch).map_err(|e| {
+            exit::not_found(format!(
+                "cannot read batch file {}: {e}",
+                escape_path(batch)
+            ))
+        })?;
+        if file.metadata()?.len() > MAX_BATCH_BYTES {
+            return Err(too_large());
+        }
+        file.take(MAX_BATCH_BYTES + 1).read_to_end(&mut text)?;
+    }
+    if text.len() as u64 > MAX_BATCH_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
+}
+
+/// After the good rows were printed: the documents a read had to leave out, as an error
+/// (exit 6) naming each, so that a shorter listing is never taken for a complete one.
+fn left_out(damaged: &[gapreg::DamagedFile]) -> Result {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<String> = damaged
+        .iter()
+        .map(|d| format!("{}: {}", d.file, d.reason))
+        .collect();
+    Err(exit::corrupt(format!(
+        "{} file(s) could not be read and were left out of the output:\n  {}\nfix or restore \
+         them (`gapreg doctor` lists every problem)",
+        damaged.len(),
+        files.join("\n  ")
+    )))
 }
 
 /// A batch is YAML, of which JSON is a subset.
@@ -474,16 +533,20 @@ pub fn list(global: &Global, out: Output, args: ListArgs) -> Result {
         claimant: args.claimed_by,
         tag: args.tag,
     };
-    let gaps = registry(global)?.list(&filter)?;
+    let checked = registry(global)?.list_checked(&filter)?;
+    let gaps = &checked.value;
     let doc: Vec<Value> = gaps.iter().map(summary_json).collect();
-    Ok(out.show(&doc, |w| table(w, &GAP_HEADER, &gap_rows(&gaps)))?)
+    out.show(&doc, |w| table(w, &GAP_HEADER, &gap_rows(gaps)))?;
+    left_out(&checked.damaged)
 }
 
 /// `gapreg ready`.
 pub fn ready(global: &Global, out: Output) -> Result {
-    let gaps = registry(global)?.ready()?;
+    let checked = registry(global)?.ready_checked()?;
+    let gaps = &checked.value;
     let doc: Vec<Value> = gaps.iter().map(summary_json).collect();
-    Ok(out.show(&doc, |w| table(w, &GAP_HEADER, &gap_rows(&gaps)))?)
+    out.show(&doc, |w| table(w, &GAP_HEADER, &gap_rows(gaps)))?;
+    left_out(&checked.damaged)
 }
 
 /// `gapreg claim ID --agent A [--ttl D]`.
@@ -531,8 +594,9 @@ pub fn dep(global: &Global, out: Output, cmd: DepCommand) -> Result {
 
 /// `gapreg summary`.
 pub fn summary(global: &Global, out: Output) -> Result {
-    let s = registry(global)?.summary()?;
-    Ok(out.show(&s, |w| {
+    let checked = registry(global)?.summary_checked()?;
+    let s = &checked.value;
+    out.show(s, |w| {
         writeln!(w, "{} gaps", s.total)?;
         let rows: Vec<Vec<String>> = s
             .by_status
@@ -561,7 +625,8 @@ pub fn summary(global: &Global, out: Output) -> Result {
             })
             .collect();
         table(w, &["LOOP", "GAPS", "COMPLETE", "REMAINING"], &rows)
-    })?)
+    })?;
+    left_out(&checked.damaged)
 }
 
 /// `gapreg render [--out FILE]`.
@@ -573,7 +638,8 @@ pub fn render(global: &Global, out: Output, file: Option<PathBuf>) -> Result {
     if let Some(file) = &file {
         out.check_json_path("the output file", file)?;
     }
-    let text = registry(global)?.render()?;
+    let checked = registry(global)?.render_checked()?;
+    let text = checked.value;
     match file {
         Some(file) => {
             let text = escape_text(&text);
@@ -587,7 +653,7 @@ pub fn render(global: &Global, out: Output, file: Option<PathBuf>) -> Result {
             })?;
         }
     }
-    Ok(())
+    left_out(&checked.damaged)
 }
 
 /// `gapreg doctor [--repair]`: exits 6 when the registry is unhealthy.

@@ -119,7 +119,7 @@ fn is_damage(e: &Error) -> bool {
     match e.kind() {
         ErrorKind::File(f) => f.is_damaged(),
         ErrorKind::Corrupt { .. } => true,
-        ErrorKind::Ids(i) => matches!(i.kind(), idreserve::ErrorKind::Corrupt { .. }),
+        ErrorKind::Ids(i) => i.is_corrupt(),
         _ => false,
     }
 }
@@ -391,7 +391,16 @@ impl Registry {
             );
         }
 
-        // Counters.
+        // Counters: the id store's own check first (header, checksums, file types).
+        for f in self.id_store().verify()?.findings {
+            if f.kind == idreserve::FindingKind::Corrupt {
+                report.add(
+                    FindingKind::Corrupt,
+                    f.path.display().to_string(),
+                    f.message,
+                );
+            }
+        }
         match self.id_store().counters() {
             Ok(counters) => {
                 max_number.insert(SEQ_PREFIX.to_owned(), max_seq);
@@ -471,26 +480,9 @@ impl Registry {
 
     /// Raises each `(prefix, highest, counter)` counter to `highest` through the id store.
     fn raise_counters(&self, behind: &[(String, u64, u64)]) -> Result<()> {
-        // Bridge until idreserve's `Store::raise` lands: a note file the scanner reads,
-        // created exclusively (never through a link) and removed again.
-        let root = self.layout().root()?;
-        let name = format!(".doctor-counters.{}.txt", std::process::id());
-        let note = root.join(&name);
-        let text: String = behind
-            .iter()
-            .map(|(p, m, _)| format!("{p}-{m}\n"))
-            .collect();
-        let mut file = root.create_new(&name, 0o600)?.ok_or_else(|| {
-            Error::invalid("doctor", format!("{} exists; remove it", note.display()))
-        })?;
-        std::io::Write::write_all(&mut file, text.as_bytes())
-            .map_err(|e| Error::io("write", &note, e))?;
-        let only: Vec<String> = behind.iter().map(|(p, _, _)| p.clone()).collect();
-        let result = self
-            .id_store()
-            .init_from(std::slice::from_ref(&note), Some(&only), false);
-        let _ = root.remove_file(&name);
-        result?;
+        for (prefix, highest, _) in behind {
+            self.id_store().raise(prefix, *highest)?;
+        }
         Ok(())
     }
 

@@ -188,7 +188,7 @@ fn conflict_message(id: &str, detail: &ConflictDetail) -> String {
         ),
         ConflictDetail::Closed { status } => format!(
             "{id} is {status}, so there is nothing to claim (it may have been finished since \
-             you listed it); pick another gap (`gapreg ready`, or `gapreg claim --next`)"
+             you listed it); pick another gap (`gapreg ready`)"
         ),
     }
 }
