@@ -111,6 +111,7 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Code {
             K::Lock(m) => mutex_code(m),
             K::Ids(inner) => classify(inner),
             K::File(f) => file_code(f),
+            K::Leases(l) => lease_code(l),
             K::Io { source, .. } => io_code(source),
             _ => Code::Failure,
         };

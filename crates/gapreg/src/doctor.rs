@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::index;
-use crate::layout::{GAPS, IDS, INDEX, MAX_INDEX_BYTES, PENDING, STAGING};
+use crate::layout::{GAPS, IDS, INDEX, LEASES, MAX_INDEX_BYTES, PENDING, STAGING};
 use crate::registry::{Registry, SEQ_PREFIX};
 
 /// What kind of problem a [`Finding`] is.
@@ -37,6 +37,10 @@ pub enum FindingKind {
     IdAboveCounter,
     /// A temp file left by a writer that died mid-write. Repaired by removing it.
     TempFile,
+    /// The leases' fencing-token counter is missing, damaged or lower than a token recorded
+    /// in a lease: it could hand a token out twice. Repaired by setting it above every token
+    /// recorded anywhere (leaselock's `Leases::repair`).
+    FencingToken,
     /// `index.log` disagrees with the gap files. Repaired by rebuilding it.
     StaleIndex,
     /// A batch writer died mid-way: a committed batch not yet moved into `gaps/` (repaired by
@@ -430,6 +434,47 @@ impl Registry {
                 self.dir().join(IDS).display().to_string(),
                 e.to_string(),
             ),
+        }
+
+        // Leases (coordination state of leaselock, checked and repaired by it).
+        if root.kind(LEASES)? == Some(FileKind::Dir) {
+            let leases = self.leases(leaselock::lease::LeaseOptions::new())?;
+            let found = if repair {
+                leases.repair()?
+            } else {
+                leases.check()?
+            };
+            if !found.token.is_sound() {
+                report.findings.push(Finding {
+                    kind: FindingKind::FencingToken,
+                    subject: leases.leases_dir().join("token.json").display().to_string(),
+                    message: format!(
+                        "the fencing-token counter is {:?}; the highest token recorded is {}; \
+                         `gapreg doctor --repair` sets it above every recorded token",
+                        found.token, found.highest_seen
+                    ),
+                    repaired: found.token_written.is_some(),
+                });
+            }
+            for c in found.corrupt {
+                report.add(
+                    FindingKind::Corrupt,
+                    c.path.display().to_string(),
+                    format!(
+                        "unreadable lease file ({}); it blocks every grant until it is restored \
+                         or force-released (`gapreg lease release --force {}`)",
+                        c.reason, c.id
+                    ),
+                );
+            }
+            for p in found.temp_files {
+                report.findings.push(Finding {
+                    kind: FindingKind::TempFile,
+                    subject: p.display().to_string(),
+                    message: "temp file of a writer that died mid-write".into(),
+                    repaired: repair,
+                });
+            }
         }
 
         // Index.

@@ -149,6 +149,9 @@ pub enum ErrorKind {
     /// An atomic write or typed read failed.
     #[error(transparent)]
     File(#[from] atomic_file::Error),
+    /// The leases (coordination state of [`leaselock`]) failed.
+    #[error(transparent)]
+    Leases(leaselock::lease::LeaseError),
     /// Another file-system operation failed.
     #[error("cannot {op} {}: {source}", path.display())]
     Io {
@@ -284,6 +287,12 @@ impl From<MutexError> for Error {
 impl From<idreserve::Error> for Error {
     fn from(e: idreserve::Error) -> Error {
         Error::new(ErrorKind::Ids(e))
+    }
+}
+
+impl From<leaselock::lease::LeaseError> for Error {
+    fn from(e: leaselock::lease::LeaseError) -> Error {
+        Error::new(ErrorKind::Leases(e))
     }
 }
 

@@ -441,3 +441,42 @@ fn links_fifos_and_wrong_types_at_every_registry_path_touch_nothing_outside() {
         }
     }
 }
+
+#[test]
+fn doctor_reports_and_repairs_a_lost_fencing_token_counter() {
+    use gapreg::leaselock::lease::{LeaseOptions, LeaseRequest};
+    let (_repo, reg) = registry();
+    let leases = reg.leases(LeaseOptions::new()).expect("leases");
+    let first = leases
+        .acquire(&LeaseRequest::exclusive("H").file("src/a.rs"))
+        .expect("acquire");
+    let token = first.lease.token;
+    leases.release(&first.lease).expect("release");
+    fs::remove_file(reg.dir().join("leases/token.json")).expect("remove the counter");
+    // Acquiring now must not start over at token 1: it fails closed until repaired.
+    let err = leases
+        .acquire(&LeaseRequest::exclusive("H").file("src/a.rs"))
+        .expect_err("a lost counter is corrupt, not zero");
+    assert!(err.to_string().contains("token"), "{err}");
+    let report = reg.doctor(false).expect("doctor");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == gapreg::FindingKind::FencingToken && !f.repaired),
+        "{report:?}"
+    );
+    let report = reg.doctor(true).expect("repair");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == gapreg::FindingKind::FencingToken && f.repaired),
+        "{report:?}"
+    );
+    let next = leases
+        .acquire(&LeaseRequest::exclusive("H").file("src/a.rs"))
+        .expect("acquire after repair");
+    assert!(next.lease.token > token, "{} <= {token}", next.lease.token);
+    assert!(reg.doctor(false).expect("doctor").healthy());
+}
