@@ -225,7 +225,14 @@ impl Dir {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, Step::CreateDir, e))?;
         }
         match std::fs::create_dir(path) {
-            Ok(()) => {}
+            Ok(()) => {
+                // Make the new entry durable in its parent.
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                imp::sync_dir(parent).map_err(|e| Error::io(parent, Step::SyncDir, e))?;
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(path, Step::CreateDir, e)),
         }
@@ -316,7 +323,8 @@ impl Dir {
         }
     }
 
-    /// Opens the child directory `name`, creating it (mode `0o777 & !umask`) if missing.
+    /// Opens the child directory `name`, creating it (mode `0o777 & !umask`) if missing; a
+    /// new directory's entry is made durable (`fsync` of this directory) before it is used.
     pub fn create_dir(&self, name: impl AsRef<OsStr>) -> Result<Dir> {
         let name = name.as_ref();
         if let Some(dir) = self.open_dir(name)? {
@@ -331,6 +339,14 @@ impl Dir {
                 if let Err(e) = self.adopt_owner(dir.fd(), &path) {
                     let _ = rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR);
                     return Err(e);
+                }
+                // The new entry must survive a power cut before anything durable is put in
+                // the new directory.
+                if let Err(e) = rustix::fs::fsync(self.fd()) {
+                    // Not known to be durable: take it back, so a failure leaves nothing.
+                    drop(dir);
+                    let _ = rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR);
+                    return Err(Error::io(&path, Step::SyncDir, e.into()));
                 }
                 Ok(dir)
             }

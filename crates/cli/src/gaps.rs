@@ -235,7 +235,15 @@ fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
         quiet: false,
         ..out
     };
-    Ok(out.show(&gap_json(gap), |w| {
+    // A verb: the answer of a change (claim, status, dep); none: `show`, a read.
+    let print = |value: &Value, human: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        if verb.is_empty() {
+            out.show(value, human)
+        } else {
+            out.answer(value, human)
+        }
+    };
+    Ok(print(&gap_json(gap), &|w| {
         if verb.is_empty() {
             writeln!(
                 w,
@@ -285,7 +293,7 @@ pub fn init(out: Output, dir: Option<PathBuf>) -> Result {
     out.check_json_path("the directory", &dir)?;
     let registry = Registry::init(&dir, gapreg::Config::default())?;
     let doc = json!({ "registry": path_json(registry.dir()) });
-    Ok(out.show(&doc, |w| {
+    Ok(out.answer(&doc, |w| {
         writeln!(w, "created {}", escape_path(registry.dir()))
     })?)
 }
@@ -312,7 +320,7 @@ pub fn loops(global: &Global, out: Output, cmd: LoopCommand) -> Result {
                 objective,
                 depends_on,
             })?;
-            out.show(&loop_json(&l)?, |w| {
+            out.answer(&loop_json(&l)?, |w| {
                 writeln!(
                     w,
                     "created loop {} ({})",
@@ -418,7 +426,7 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
             None => registry.file_batch(specs)?,
         };
         let doc: Vec<Value> = gaps.iter().map(gap_json).collect();
-        out.show(&doc, |w| {
+        out.answer(&doc, |w| {
             gaps.iter()
                 .try_for_each(|g| writeln!(w, "{}", escape(&g.id)))
         })?;
@@ -440,7 +448,7 @@ pub fn file(global: &Global, out: Output, args: FileArgs) -> Result {
         Some(key) => registry.file_idempotent(spec, key)?,
         None => registry.file(spec)?,
     };
-    out.show(&gap_json(&gap), |w| writeln!(w, "{}", escape(&gap.id)))?;
+    out.answer(&gap_json(&gap), |w| writeln!(w, "{}", escape(&gap.id)))?;
     Ok(())
 }
 
@@ -645,7 +653,7 @@ pub fn render(global: &Global, out: Output, file: Option<PathBuf>) -> Result {
             let text = escape_text(&text);
             gapreg::atomic_file::write(&file, text.as_bytes())?;
             let doc = json!({ "path": path_json(&file), "bytes": text.len() });
-            out.show(&doc, |w| writeln!(w, "wrote {}", escape_path(&file)))?;
+            out.answer(&doc, |w| writeln!(w, "wrote {}", escape_path(&file)))?;
         }
         None => {
             out.show(&json!({ "markdown": text }), |w| {

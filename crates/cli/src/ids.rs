@@ -60,7 +60,9 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
                 .ids()
                 .map(|id| id.to_string())
                 .collect();
-            // The ids are the data of this command: printed even with --quiet.
+            // The ids are the data of this command: printed even with --quiet. Ids that could
+            // not be printed are a hole, never handed out again, so that is a failure (the
+            // caller holds nothing), unlike the answer of a change that stands.
             let out = Output {
                 quiet: false,
                 ..out

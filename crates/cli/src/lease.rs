@@ -165,7 +165,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 quiet: false,
                 ..out
             };
-            out.show(&lease_json(&grant.lease), |w| {
+            out.answer(&lease_json(&grant.lease), |w| {
                 writeln!(w, "{}", escape(&grant.lease.id))
             })?;
         }
@@ -185,7 +185,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 Some(ttl) => leases.renew_for(&lease, ttl)?,
                 None => leases.renew(&lease)?,
             };
-            out.show(&lease_json(&lease), |w| {
+            out.answer(&lease_json(&lease), |w| {
                 writeln!(
                     w,
                     "renewed {} until {}",
@@ -205,7 +205,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                 Released::Corrupt(entry) => json!({ "id": id, "corrupt": entry.reason }),
                 _ => json!({ "id": id }),
             };
-            out.show(&json!({ "released": what }), |w| {
+            out.answer(&json!({ "released": what }), |w| {
                 writeln!(w, "released {}", escape(&id))
             })?;
         }

@@ -233,7 +233,7 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
                 .checksum(checksum)
                 .write(&file, &input)?;
             let doc = serde_json::json!({ "path": output::path_json(&file), "bytes": input.len() });
-            Ok(out.show(&doc, |w| {
+            Ok(out.answer(&doc, |w| {
                 writeln!(
                     w,
                     "wrote {} bytes to {}",
@@ -256,7 +256,7 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
                 "in_use": output::paths_json(&report.in_use),
                 "skipped": output::paths_json(&report.skipped),
             });
-            Ok(out.show(&doc, |w| {
+            Ok(out.answer(&doc, |w| {
                 for path in &report.removed {
                     writeln!(w, "removed {}", output::escape_path(path))?;
                 }

@@ -64,6 +64,25 @@ impl Output {
         ignore_closed_pipe(out.write_all(&bytes).and_then(|()| out.flush()))
     }
 
+    /// Like [`Output::show`], for the answer of a command that has already made its change
+    /// durable: a failure to print it (a full disk behind a redirected stdout, an I/O error)
+    /// cannot undo the change, so it is a warning on stderr and the command still exits 0 —
+    /// exit 0 means the change is durable and visible, a failure means nothing changed.
+    /// (`--idempotency-key` lets a caller that lost the answer get it again.)
+    pub fn answer<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if let Err(e) = self.show(value, human) {
+            eprint_escaped(&format!(
+                "warning: the change is saved, but its answer could not be printed ({e}); \
+                 `gapreg list`, `show` or `lease list` shows it"
+            ));
+        }
+        Ok(())
+    }
+
     /// A note for people on stderr (not with `--quiet` or `--json`), escaped.
     pub fn note(&self, message: impl std::fmt::Display) {
         if !self.quiet && !self.json {
