@@ -49,7 +49,7 @@
 //! Stderr is never faulted by this suite in a way that matters: its writes come after the one
 //! injected fault, which is the only one per run.
 //!
-//! # Observed outcomes (when this was written, on commit 79792cf)
+//! # Observed outcomes
 //!
 //! - Exit 0 despite the fault, and correct: the `pwrite64` of a lock's holder record
 //!   (`registry.lock`, `ids/counters.lock`, `leases/lock`: informational, not synced); the
@@ -60,14 +60,13 @@
 //!   file, an idempotency key, `counters.log` (record or compaction), `token.json`,
 //!   `generation`, a lease file or the new leases directory, including the directory `fsync`
 //!   after the rename (the new file is removed or the old one restored).
-//! - **Broken:** the answer's `write` to fd 1 fails after the change is durable and `file`,
-//!   `file --idempotency-key`, `claim` and `lease acquire` exit 1 ("No space left on device" /
-//!   "Input/output error") although the gap is filed, the claim holds, the lease blocks the
-//!   path. The CLI's `Output::show` returns the write error and `main` turns it into exit 1.
-//!   (A fix in progress prints a warning and exits 0 instead; applied to `ids reserve` too,
-//!   that fails here the other way: exit 0 with no ids printed.)
-//! - **Broken (order test):** the `keys/` directory is created without syncing its parent
-//!   (below).
+//! - Broken on 79792cf, found by this suite (both fixed by changes in progress when it was
+//!   written, and then all of it passed): (1) the answer's `write` to fd 1 fails after the
+//!   change is durable and `file`, `file --idempotency-key`, `claim` and `lease acquire` exit
+//!   1 although the gap is filed, the claim holds, the lease blocks the path (`Output::show`
+//!   returned the write error and `main` made it exit 1; now a warning and exit 0, while
+//!   `ids reserve` still exits 1); (2) the order test: `keys/` was created without syncing
+//!   its parent (below).
 //!
 //! # The order of the durability calls
 //!
@@ -103,12 +102,14 @@
 //!                                                               write    fd 1
 //!
 //! lease acquire (first lease: the leases directory is built under a staging name)
+//! mkdirat   .leases.init~staging                  fsync .gapreg
 //! write     .leases.init~staging/token.json~tmp   (×2: checksum header, then the JSON)
 //! fsync     .leases.init~staging/token.json~tmp
 //! renameat  .leases.init~staging/token.json~tmp → .leases.init~staging/token.json
 //! fsync     .leases.init~staging
 //! rename    .leases.init~staging → leases
 //! fsync     .gapreg
+//! mkdirat   leases/lock.queue                     fsync leases
 //! then as every later acquire:
 //! pwrite64  leases/lock
 //! write     leases/token.json~tmp (×2)      fsync leases/token.json~tmp
@@ -121,12 +122,11 @@
 //!
 //! With `--idempotency-key K`, `file` writes `keys/K.json` after the ids are reserved and
 //! before the gap file, the same way (temp ×2 writes, `fsync`, `renameat`, `fsync(keys)`); on
-//! the first keyed `file` of a registry it first creates `keys/` with `mkdirat(.gapreg,
-//! "keys")` and **never syncs `.gapreg`**: a power cut can take the `keys` directory with the
-//! key in it while the gap stays, and the caller's retry with the same key then files a
-//! duplicate — the one thing the key exists to prevent (`Dir::create_dir` in atomic-file does
-//! not sync the parent; `Registry::write_key` in gapreg relies on it). This test fails on it.
-//! (`leases/lock.queue`, made the same way, holds no durable file: not asserted.)
+//! the first keyed `file` of a registry it first creates `keys/` (`mkdirat(.gapreg, "keys")`,
+//! then `fsync(.gapreg)`). Without that sync (as on 79792cf, where atomic-file's
+//! `Dir::create_dir` did not sync the parent) a power cut can take the `keys` directory with
+//! the key in it while the gap stays, and the caller's retry with the same key files a
+//! duplicate — the one thing the key exists to prevent; this test fails on it.
 //!
 //! Strace must be installed (`.ci/run` installs it); without it, or where ptrace is not
 //! allowed, every test here prints "skipped" and passes.
