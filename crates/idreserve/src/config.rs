@@ -149,7 +149,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, Error> {
         allow: file.allow,
         width: file.width.unwrap_or_default(),
     };
-    check(&config).map_err(|reason| bad(reason))?;
+    check(&config).map_err(bad)?;
     Ok(Parsed { config, legacy })
 }
 

@@ -37,7 +37,7 @@ pub enum ErrorKind {
     /// file (a symbolic link, a FIFO, a directory...). Nothing was read through it, changed
     /// or reset: resetting a counter would hand out every ID again.
     #[error(
-        "{} (ID store) is corrupt: {reason}. It was left untouched; restore it from version \
+        "{} (ID store) is corrupt: {reason}. Nothing was changed; restore it from version \
          control or a backup (`gapreg doctor` lists every problem of the store)",
         path.display()
     )]
@@ -248,8 +248,8 @@ impl Error {
 /// The reason text for an entry of the wrong type.
 pub(crate) fn wrong_type(found: FileKind, expected: FileKind) -> String {
     format!(
-        "it is {found}, not {expected}; it was not followed, opened or changed (a repository \
-         can hold planted links and pipes): remove or replace it by hand"
+        "it is {found}, not {expected}, and was not followed or opened (a repository can hold \
+         planted links and pipes)"
     )
 }
 

@@ -87,27 +87,32 @@
 //!   made visible, because it reads the log under the lock, including records whose flush
 //!   failed.
 //!
-//! The system calls of one reservation, as `strace -f -e
-//! trace=openat,write,pwrite64,fsync,fdatasync,rename,renameat2` shows them (lock queue files
-//! left out; `N` is the slot's offset):
+//! The system calls of one reservation (`examples/reserve.rs` under `strace -f -y -e
+//! trace=openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,flock`; the lock's
+//! queue files and the config read at open left out; checked by a test, `faults.rs`):
 //!
 //! ```text
-//! openat(AT_FDCWD, ".../ids/counters.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666)  lock file (first use)
-//! pwrite64(<lock>, "{\"pid\":…}", 256, 0)                   holder record, after flock
-//! openat(<ids>, "counters.log", O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC|O_NOCTTY)
-//! openat(<ids>, "counters.log", O_RDWR|O_CREAT|O_NOFOLLOW|O_NONBLOCK|O_CLOEXEC|O_NOCTTY, 0666)
-//! pwrite64(<log>, "SEC 1 …\n", 64, N)                       the record, under the lock
-//! fdatasync(<log>)                                          after the unlock; then return
+//! openat(AT_FDCWD, "/tmp/sids/counters.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666) = 4
+//! flock(4, LOCK_EX|LOCK_NB) = 0
+//! pwrite64(4, "{\"pid\":4658,\"host\":\"vm\",\"since_m"..., 256, 0) = 256     holder record
+//! openat(3</tmp/sids>, "counters.log", O_RDONLY|O_NOCTTY|O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC) = 6
+//! openat(3</tmp/sids>, "counters.log", O_RDWR|O_CREAT|O_NOCTTY|O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC, 0666) = 7
+//! pwrite64(7, "SEC 64 b28fd830                 "..., 64, 4096) = 64          the record
+//! flock(4, LOCK_UN) = 0                                                     unlock
+//! fdatasync(7) = 0                                                          flush, then return
 //! ```
 //!
-//! and once every 64 records (no free slot left), still under the lock:
+//! (The lock file is opened by path by [`leaselock`], after the store checked that it is a
+//! regular file.) When no slot is free, the writer rewrites the log instead, still under the
+//! lock:
 //!
 //! ```text
-//! openat(<ids>, ".counters.log.PID-….atomic-tmp", O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW…, 0600)
-//! write(<tmp>, "# idreserve counters v2 slots=…", …)
-//! fsync(<tmp>)
-//! renameat(<ids>, ".counters.log.PID-….atomic-tmp", <ids>, "counters.log")
-//! fsync(<ids>)
+//! openat(3</tmp/sids>, ".counters.log.5187-0dc0cd4888d99486.atomic-tmp", O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|…, 0600) = 6
+//! write(6, "# idreserve counters v2 slots=65"..., 4224) = 4224
+//! fsync(6) = 0
+//! renameat(3</tmp/sids>, ".counters.log.5187-0dc0cd4888d99486.atomic-tmp", 3</tmp/sids>, "counters.log") = 0
+//! fsync(3</tmp/sids>) = 0
+//! flock(4, LOCK_UN) = 0
 //! ```
 #![deny(missing_docs)]
 

@@ -193,6 +193,10 @@ pub struct Damage {
     pub offset: usize,
     /// What is wrong.
     pub reason: String,
+    /// Whether the damage is in the slot a writer writes next (the first after the records),
+    /// in a file of the right length: a reader without the lock may have read that slot
+    /// while a writer was writing it, and should read again before calling it damage.
+    pub in_next_slot: bool,
 }
 
 impl Damage {
@@ -201,6 +205,7 @@ impl Damage {
             line,
             offset: (line - 1) * SLOT_LEN,
             reason: reason.into(),
+            in_next_slot: false,
         }
     }
 }
@@ -306,7 +311,10 @@ pub fn scan(data: &[u8], legacy: bool) -> Result<Scan, Damage> {
     };
     for (i, slot) in data[SLOT_LEN..].chunks_exact(SLOT_LEN).enumerate() {
         let line = i + 2;
-        let kind = classify(slot).map_err(|reason| Damage::at(line, reason))?;
+        let kind = classify(slot).map_err(|reason| Damage {
+            in_next_slot: scan.next_slot.is_none(),
+            ..Damage::at(line, reason)
+        })?;
         match (kind, scan.next_slot) {
             (Slot::Record(r), None) => {
                 scan.counters.insert(r.prefix, r.value);
@@ -350,6 +358,7 @@ pub fn scan_legacy(data: &[u8]) -> Result<Scan, Damage> {
     let damage = |line: usize, offset: usize, reason: &str| Damage {
         line,
         offset,
+        in_next_slot: false,
         reason: format!(
             "{reason} (this log has no `# idreserve counters v2` header, so it is read in the \
              first release's format, where every line must be a valid record)"

@@ -89,11 +89,11 @@ pub fn scan_paths(
             ));
         }
         if kind.is_dir() {
-            let dir = Dir::open(path).map_err(|e| scan_error(path, e))?;
+            let dir = Dir::open(path).map_err(scan_error)?;
             walk_dir(&dir, 0, found, &mut skipped)?;
         } else if kind.is_file() {
             let (parent, name) = split(path).ok_or_else(|| refuse("it has no file name".into()))?;
-            let dir = Dir::open(parent).map_err(|e| scan_error(parent, e))?;
+            let dir = Dir::open(parent).map_err(scan_error)?;
             scan_entry_file(&dir, name, found, &mut skipped)?;
         } else {
             return Err(refuse(
@@ -117,7 +117,7 @@ fn split(path: &Path) -> Option<(&Path, &OsStr)> {
 }
 
 /// An error of a path being scanned: wrong types are refusals of input, not store damage.
-fn scan_error(path: &Path, e: atomic_file::Error) -> Error {
+fn scan_error(e: atomic_file::Error) -> Error {
     match e.kind() {
         atomic_file::ErrorKind::WrongType { found, expected } => {
             Error::new(ErrorKind::InvalidPath {
@@ -125,10 +125,7 @@ fn scan_error(path: &Path, e: atomic_file::Error) -> Error {
                 reason: format!("it is {found}, not {expected}"),
             })
         }
-        _ => {
-            let _ = path;
-            Error::new(ErrorKind::File(e))
-        }
+        _ => Error::new(ErrorKind::File(e)),
     }
 }
 
@@ -138,7 +135,7 @@ fn walk_dir(
     found: &mut dyn FnMut(&Path, &str, u64),
     skipped: &mut Vec<Skipped>,
 ) -> Result<(), Error> {
-    for entry in dir.entries().map_err(|e| scan_error(dir.path(), e))? {
+    for entry in dir.entries().map_err(scan_error)? {
         let path = dir.join(&entry.name);
         match entry.kind {
             FileKind::Dir => {
@@ -157,7 +154,7 @@ fn walk_dir(
                     Ok(None) => {} // removed meanwhile
                     Err(e) => match skip_reason(&e) {
                         Some(reason) => skipped.push(Skipped { path, reason }),
-                        None => return Err(scan_error(&path, e)),
+                        None => return Err(scan_error(e)),
                     },
                 }
             }
@@ -202,7 +199,7 @@ fn scan_entry_file(
                 skipped.push(Skipped { path, reason });
                 return Ok(());
             }
-            None => return Err(scan_error(&path, e)),
+            None => return Err(scan_error(e)),
         },
     };
     if !scan_file(file, &path, &mut |prefix, number| {

@@ -210,7 +210,7 @@ impl Store {
         };
         match (has_log, has_config) {
             (false, false) => {
-                let empty = log::encode(&BTreeMap::new()).map_err(|count| too_many(count))?;
+                let empty = log::encode(&BTreeMap::new()).map_err(too_many)?;
                 dir.write(LOG, &empty, &Options::new())
                     .map_err(Error::store_file)?;
             }
@@ -487,8 +487,9 @@ impl Store {
                 .ok_or_else(|| missing_log(&self.dir))?;
             match log::scan(&data, self.legacy) {
                 Ok(scan) => return Ok(scan),
-                Err(_) if attempt + 1 < READ_ATTEMPTS => {
-                    std::thread::sleep(Duration::from_millis(1 << (2 * attempt)));
+                Err(damage) if damage.in_next_slot && attempt + 1 < READ_ATTEMPTS => {
+                    // 0.2, 1, 5 ms: a 64-byte write takes microseconds.
+                    std::thread::sleep(Duration::from_micros(200 * 5u64.pow(attempt)));
                     attempt += 1;
                 }
                 Err(damage) => return Err(Error::corrupt(self.log_path(), damage.to_string())),

@@ -236,3 +236,103 @@ fn lock_timeout_names_the_holder() {
         "{msg}"
     );
 }
+
+#[test]
+fn ids_have_one_canonical_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        allow: None,
+        width: BTreeMap::from([("GAP-OP".into(), 4)]),
+    };
+    let s = Store::create(dir.path(), config).expect("create");
+    s.reserve("GAP-OP", 12).expect("reserve");
+    s.reserve("SEC", 12).expect("reserve");
+    assert_eq!(
+        s.validate("GAP-OP-0012").expect("padded").to_string(),
+        "GAP-OP-0012"
+    );
+    assert_eq!(s.validate("SEC-12").expect("plain").to_string(), "SEC-12");
+    for (text, canonical) in [
+        ("GAP-OP-12", "GAP-OP-0012"),
+        ("GAP-OP-00012", "GAP-OP-0012"),
+        ("SEC-0012", "SEC-12"),
+        ("SEC-01", "SEC-1"),
+    ] {
+        let err = s.validate(text).expect_err(text);
+        assert!(
+            matches!(err.kind(), ErrorKind::NotCanonical { canonical: c, .. } if c == canonical),
+            "{text}: {err}"
+        );
+        assert!(err.to_string().contains(canonical), "{err}");
+    }
+    // Without a store, only the unpadded form parses.
+    assert!("SEC-0001".parse::<idreserve::Id>().is_err());
+    assert_eq!(
+        idreserve::Id::parse_lenient("SEC-0001")
+            .expect("lenient")
+            .number(),
+        1
+    );
+}
+
+#[test]
+fn raise_never_lowers_and_writes_one_record() {
+    let (_d, s) = store();
+    s.reserve("SEC", 5).expect("reserve");
+    let log = s.dir().join("counters.log");
+    let before = fs::read(&log).expect("log");
+    let r = s.raise("SEC", 3).expect("lower is a no-op");
+    assert_eq!((r.before, r.after, r.changed()), (5, 5, false));
+    assert_eq!(fs::read(&log).expect("log"), before, "a no-op raise wrote");
+    let r = s.raise("SEC", 40).expect("raise");
+    assert_eq!((r.before, r.after, r.changed()), (5, 40, true));
+    let after = fs::read(&log).expect("log");
+    let changed: Vec<usize> = (0..after.len() / 64)
+        .filter(|&i| after[64 * i..64 * (i + 1)] != before[64 * i..64 * (i + 1)])
+        .collect();
+    assert_eq!(changed, [2], "one record, in the next slot");
+    assert_eq!(s.reserve("SEC", 1).expect("reserve").first(), 41);
+    assert_eq!(s.raise("NEW", 7).expect("new prefix").before, 0);
+    assert_eq!(s.peek("NEW").expect("peek").number(), 8);
+}
+
+#[test]
+fn stores_open_and_create_through_a_directory_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = atomic_file::dir::Dir::create(dir.path().join(".gapreg")).expect("root");
+    let err = Store::open_at(&root, "ids").expect_err("none yet");
+    assert!(err.is_not_found(), "{err}");
+    let s = Store::create_at(&root, "ids", Config::default()).expect("create");
+    s.reserve("SEC", 2).expect("reserve");
+    let again = Store::open_at(&root, "ids").expect("open");
+    assert_eq!(again.peek("SEC").expect("peek").number(), 3);
+    assert!(
+        idreserve::verify_at(&root, "ids")
+            .expect("verify")
+            .findings
+            .is_empty()
+    );
+    let err = Store::create_at(&root, "ids", Config::default()).expect_err("exists");
+    assert!(
+        matches!(err.kind(), ErrorKind::AlreadyExists { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_new_store_has_a_header_and_a_versioned_config() {
+    let (_d, s) = store();
+    let log = fs::read(s.dir().join("counters.log")).expect("log");
+    assert!(log.starts_with(b"# idreserve counters v2 slots=64 crc32="));
+    assert_eq!(log.len(), 64 * 65);
+    assert_eq!(
+        fs::read_to_string(s.dir().join("config.yaml")).expect("config"),
+        "version: 2\n"
+    );
+    let report = s.verify().expect("verify");
+    assert!(
+        report.is_healthy() && report.findings.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(report.counters, Some(BTreeMap::new()));
+}
