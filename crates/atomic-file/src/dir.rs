@@ -333,12 +333,16 @@ impl Dir {
         let path = self.join(name);
         match rustix::fs::mkdirat(self.fd(), name, Mode::from_raw_mode(0o777)) {
             Ok(()) => {
-                let dir = self
+                let mut dir = self
                     .open_dir(name)?
                     .ok_or_else(|| Error::io(&path, Step::Open, io::ErrorKind::NotFound.into()))?;
                 if let Err(e) = self.adopt_owner(dir.fd(), &path) {
                     let _ = rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR);
                     return Err(e);
+                }
+                // What is created inside takes the owner the directory has now.
+                if let Ok(stat) = rustix::fs::fstat(dir.fd()) {
+                    dir.owner = (stat.st_uid, stat.st_gid);
                 }
                 // The new entry must survive a power cut before anything durable is put in
                 // the new directory.

@@ -316,3 +316,42 @@ fn recover_removes_only_dead_writers_regular_temp_files() {
     assert!(fs::symlink_metadata(root.join(link)).is_ok());
     assert_eq!(snapshot(&v), before);
 }
+
+/// Root writing in a directory owned by someone else gives every new file and directory,
+/// nested ones too, that owner, so it cannot lock the owner out.
+#[test]
+fn root_creates_entries_owned_by_the_directory_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let top = tmp.path().join(".state");
+    fs::create_dir(&top).expect("dir");
+    std::os::unix::fs::chown(&top, Some(65534), Some(65534)).expect("chown");
+    let root = Dir::open(&top).expect("open");
+    let sub = root.create_dir("staging").expect("sub");
+    sub.write("GAP-1.yaml", b"x", &Options::new())
+        .expect("write");
+    let nested = sub.create_dir("deeper").expect("nested");
+    drop(
+        nested
+            .create_new("ticket", 0o644)
+            .expect("create")
+            .expect("new"),
+    );
+    drop(root.open_append("index.log").expect("append"));
+    drop(root.open_lock("registry.lock").expect("lock"));
+    for p in [
+        top.join("staging"),
+        top.join("staging/GAP-1.yaml"),
+        top.join("staging/deeper"),
+        top.join("staging/deeper/ticket"),
+        top.join("index.log"),
+        top.join("registry.lock"),
+    ] {
+        let m = fs::metadata(&p).expect("meta");
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+    }
+}

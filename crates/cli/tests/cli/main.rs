@@ -8,5 +8,6 @@ mod hostile;
 mod ids;
 mod lease;
 mod multiprocess;
+mod ownership;
 mod paths;
 mod util;
