@@ -50,7 +50,7 @@ fn populate(root: &Path, n: usize) -> Vec<Lease> {
         lease.dirs = vec![format!("pre/{i}/dir")];
         std::fs::write(
             dir.join(format!("{}.lease.json", lease.id)),
-            serde_json::to_vec_pretty(&lease).expect("encode"),
+            lease.to_file_bytes().expect("encode"),
         )
         .expect("write lease");
         all.push(lease);

@@ -52,11 +52,21 @@
 //!   other hosts (or other pid namespaces) die only by expiry. An acquire that overlaps a dead
 //!   lease takes it over and records a [`TakeOver`] warning naming the old holder, in the
 //!   [`Grant`] and in the new lease's file.
-//! - **Corrupt files.** A lease file that cannot be decoded is reported (path and reason) by
-//!   [`Leases::list`], [`Leases::sweep`] and in every refused acquire; because it might
-//!   describe a live lease on any path, it **blocks every grant** until
-//!   [`Leases::force_release`] (with its file stem as the id) or [`Leases::sweep_forced`]
+//! - **Damaged state fails closed.** A lease file that fails its checksum, cannot be decoded,
+//!   is inconsistent or is not a regular file is reported (path and reason) by
+//!   [`Leases::list`], [`Leases::sweep`] and [`Leases::check`]; because it might describe a live
+//!   lease on any path, **every acquire is refused** with [`LeaseErrorKind::Corrupt`] naming it
+//!   until [`Leases::force_release`] (with its file stem as the id) or [`Leases::sweep_forced`]
 //!   removes it. A plain [`Leases::sweep`] reports it and leaves it.
+//! - **Fencing tokens never go back.** A missing or damaged counter, or one below a token
+//!   recorded elsewhere, refuses grants until [`Leases::repair`] rebuilds it above every token
+//!   recorded anywhere plus [`REPAIR_MARGIN`].
+//! - **Nothing is followed.** The leases directory and every file in it are reached through an
+//!   [`atomic_file::dir::Dir`]: a symlink, FIFO or entry of the wrong type is refused with
+//!   [`LeaseErrorKind::Corrupt`] naming it ([`LeaseError::is_damaged`]), never followed.
+//! - **An acknowledged result is the truth, a reported failure changed nothing.** Each
+//!   operation is acknowledged once its lease file (or its removal) is durable; a failure
+//!   before that is undone; what follows is best effort and repaired by the next reader.
 //!
 //! # Clocks
 //!
@@ -68,15 +78,17 @@
 //!
 //! # Storage
 //!
-//! One JSON file per lease, `<leases dir>/<id>.lease.json` (default leases dir:
-//! `<root>/.gapreg/leases/`), each replaced atomically and durably through [`atomic_file`].
-//! `token.json` holds the fencing-token counter; `generation` holds a random number that every
-//! change replaces. Reads are served from a cache: when the generation is unchanged an acquire
-//! reads only that small file; otherwise it lists the directory, `stat`s each lease file and re-parses only
-//! changed files (`index.json` carries the cache to new processes). [`Leases::list`] and
-//! [`Leases::sweep`] always rescan, so edits made outside this library (a damaged file) are
-//! seen there and by every new process at once, and by a warm handle's acquire after the next
-//! rescan. See the crate README for the reasoning and measurements.
+//! One checksummed JSON file per lease, `<leases dir>/<id>.lease.json` (default leases dir:
+//! `<root>/.gapreg/leases/`), each replaced atomically and durably. `token.json` holds the
+//! fencing-token counter (created with the directory); `generation` a random marker that every
+//! change replaces (and the last token again); `index.json` a cache for new processes. Reads
+//! are served from a cache verified against the files: when the generation is unchanged an
+//! acquire reads only that small file; otherwise it lists the directory, `fstat`s each lease
+//! file and re-reads only changed files. [`Leases::list`] and [`Leases::sweep`] always rescan,
+//! so edits made outside this library (a damaged file) are seen there and by every new
+//! process at once, and by a warm handle's acquire after the next rescan. The file layout, the
+//! cache's rules and which `fsync` makes each acknowledged write durable are in the
+//! `file_store` module's source docs and the crate README.
 
 mod error;
 mod file_store;

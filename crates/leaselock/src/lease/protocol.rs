@@ -611,10 +611,13 @@ pub(crate) fn sweep<S: LeaseStore>(
             continue;
         }
         match store.remove(&c.id) {
-            Ok(gone) => {
-                removed |= gone;
+            Ok(true) => {
+                removed = true;
                 report.corrupt_removed.push(c);
             }
+            // Not under its id (a name that is not UTF-8), or not a regular file: a person
+            // must remove it.
+            Ok(false) => report.corrupt_kept.push(c),
             Err(e) if e.is_damaged() => report.corrupt_kept.push(c),
             Err(e) => return Err(e),
         }
