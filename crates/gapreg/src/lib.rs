@@ -44,18 +44,28 @@
 //!
 //! # Layout
 //!
-//! A registry is a directory, `.gapreg/` at the top of a repository by default:
+//! A registry is a directory, `.gapreg/` at the top of a repository by default. Every file
+//! in it, its owner, whether git tracks it and why, is listed in one place: the [`layout`]
+//! module. In short: `config.yaml`, `gaps/<ID>.yaml` and the loops directory are the
+//! documents (tracked); `ids/`, `index.log`, `registry.lock`, `leases/`, `staging/`,
+//! `batch.pending` and `keys/` are coordination state and caches (git-ignored).
 //!
-//! | path | what | in git |
-//! |------|------|--------|
-//! | `config.yaml` | [`Config`]: loops directory, lock timeout, default prefix | yes |
-//! | `gaps/<ID>.yaml` | one YAML file per gap ([`Gap`]), written through `atomic_file` | yes |
-//! | `<loops_dir>/<LOOP-ID>.md` | loops: markdown with YAML front matter ([`loops`]); default `loops/`, configurable (`../loop-scopes`) so an existing folder works as it is | yes |
-//! | `ids/` | an [`idreserve::Store`]: gap ids use the prefix `GAP-<PREFIX>` (`GAP-OP-1091`), registry order the prefix `SEQ` | `counters.log`, `config.yaml` |
-//! | `index.log` | derived cache of gap summaries for listing ([`index`]) | no |
-//! | `registry.lock` (+ `registry.lock.queue/`) | the [`leaselock`] mutex every mutation holds | no |
-//! | `staging/`, `batch.pending` | a batch's files before and while it is committed (see below) | no |
-//! | `.gitignore` | lists the derived and per-machine files above | yes |
+//! # A hostile repository
+//!
+//! A registry is committed to git, so everything in it may come from a stranger. Nothing is
+//! ever reached through a symlink, a FIFO is never opened, and an entry of the wrong type is
+//! refused with an error naming it ([`layout`]); every file that could hand out an id twice,
+//! grant a conflicting lease or lose a gap is verified (checksums, headers) before it is
+//! trusted, and a cache that disagrees with what it caches is rebuilt. Reads that had to leave
+//! a damaged document out say so: [`Registry::list_checked`] and the other `*_checked` reads
+//! return the files they skipped ([`Checked`]). `config.yaml` is parsed strictly. Inputs are
+//! bounded: [`MAX_BATCH`] entries per batch, [`MAX_DESCRIPTION`] bytes of description, a
+//! 1 MiB gap file, and YAML alias expansion (see `atomic_file`'s typed helpers).
+//!
+//! An acknowledged result is the truth and a reported failure changed nothing: once a gap
+//! file (or a batch's manifest) is durable, the index append cannot turn the answer into an
+//! error ([`Registry::with_warnings`] hears about it); a write whose final directory `fsync`
+//! fails is taken back. [`Registry::file_idempotent`] makes filing safe to retry.
 //!
 //! [`Registry::list`] and [`Registry::ready`] return [`GapSummary`] values from the index (all
 //! fields but the description, plan and creation/update times); [`Registry::show`] reads a
@@ -88,12 +98,10 @@
 //! Gap files are one per gap, so two branches that filed *different* gaps merge without
 //! textual conflicts in `gaps/`. Two things need care:
 //!
-//! - **`ids/counters.log` conflicts** when both branches reserved ids. Resolve it by keeping
-//!   *both* sides' lines (delete the conflict markers, keep every line), then run
-//!   `gapreg doctor --repair`: each line is a checksummed "counter is now N" record and the
-//!   last one per prefix wins, so after concatenation a counter may read lower than the other
-//!   side's; `doctor --repair` raises every counter to the highest id (and `SEQ` to the highest
-//!   position) present in `gaps/`.
+//! - **`ids/counters.log` conflicts** when both branches reserved ids. It is a checksummed
+//!   binary-safe log with a header (see `idreserve`), so a textual merge of it is corrupt, not
+//!   silently lower: keep either side's file, then run `gapreg doctor --repair`, which raises
+//!   every counter to the highest id (and `SEQ` to the highest position) present in `gaps/`.
 //! - **The same id filed on both branches**: ids come from a counter in the working copy, so
 //!   two branches that each filed from counter N both created `GAP-OP-<N+1>` — an add/add
 //!   conflict in `gaps/`. Keep one file, re-file the other gap (it gets a new id) and fix
@@ -118,7 +126,7 @@ mod doctor;
 mod error;
 mod graph;
 pub mod index;
-mod layout;
+pub mod layout;
 pub mod loops;
 mod model;
 mod registry;

@@ -32,7 +32,7 @@ const COMPACT_MIN: u64 = 256 * 1024;
 /// Longest title accepted, in characters.
 const MAX_TITLE: usize = 300;
 /// Longest description accepted, in bytes (the whole gap file must stay within
-/// [`crate::model::MAX_YAML_BYTES`], which every reader enforces).
+/// 1 MiB, which every reader enforces).
 pub const MAX_DESCRIPTION: usize = 256 * 1024;
 /// Longest plan, type, tag or agent name accepted, in bytes.
 const MAX_FIELD: usize = 16 * 1024;
