@@ -11,8 +11,8 @@
 //!
 //! ```text
 //! # idreserve counters v2 slots=64 crc32=bfcffa1f      header: 64 slots follow
-//! SEC 24 d6e31d34                                      record: SEC is at 24
-//! GAP-OP 1091 b9073258                                 record: GAP-OP is at 1091
+//! SEC 24 3c3487e1                                      record: SEC is at 24
+//! GAP-OP 1091 8c887d3b                                 record: GAP-OP is at 1091
 //! ...............................................................
 //! ...............................................................
 //! ```
@@ -24,9 +24,11 @@
 //!   is the number of slots after the header, so the file is exactly `64 × (N + 1)` bytes.
 //!   The header is canonical: it is rendered again from `N` and compared byte for byte.
 //! - **Record**: `PREFIX NUMBER CRC`, padded with spaces: the prefix's counter (the highest
-//!   number reserved) is `NUMBER` (decimal, no leading zeros), and `CRC` is the CRC-32 of
-//!   `PREFIX NUMBER`. A prefix (at most 32 bytes) and a `u64` fit with room to spare. The
-//!   last record of a prefix wins.
+//!   number reserved) is `NUMBER` (decimal, no leading zeros), and `CRC` is the CRC-32 of the
+//!   previous record's `CRC` (the header's for the first record) in hex, a space, and
+//!   `PREFIX NUMBER`. The checksums form a chain, so a record moved, copied over another or
+//!   pasted from another log is damage too. A prefix (at most 32 bytes) and a `u64` fit with
+//!   room to spare. The last record of a prefix wins.
 //! - **Free**: 63 dots. The file is records first, then free slots.
 //!
 //! A reservation overwrites the first free slot with its record (one 64-byte `pwrite` inside
@@ -55,7 +57,8 @@
 //! breaks a checksum, the canonical header, a padding byte, a dot or a newline (none of
 //! these single flips turns a valid file into another valid one, nor a record into an
 //! interrupted write, whose dots are at least 3 bits away from a space); garbage has no
-//! header. The interrupted write cannot hide an acknowledged record: it needs dots where a
+//! header; slots swapped, duplicated or spliced in from another log break the checksum
+//! chain. The interrupted write cannot hide an acknowledged record: it needs dots where a
 //! complete record has its checksum, padding and newline.
 //!
 //! An append-only log cannot promise this: cutting its last records off at a line boundary
@@ -107,21 +110,33 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record's text without padding: `PREFIX NUMBER CRC`.
-    pub fn text(&self) -> String {
+    /// The record's line in the first release's format (without its newline): `PREFIX NUMBER
+    /// CRC`, the CRC-32 of `PREFIX NUMBER`.
+    pub fn legacy_text(&self) -> String {
         let body = format!("{} {}", self.prefix, self.value);
         let crc = crc32fast::hash(body.as_bytes());
         format!("{body} {crc:08x}")
     }
 
-    /// The record's slot: its text padded with spaces to 63 bytes, and a newline.
-    pub fn slot(&self) -> [u8; SLOT_LEN] {
-        padded(self.text().as_bytes(), b' ')
+    /// The record's version-2 text (no padding) when it follows a record or header whose
+    /// checksum is `chain`, and its own checksum (the next record's `chain`).
+    pub fn text_after(&self, chain: u32) -> (String, u32) {
+        let body = format!("{} {}", self.prefix, self.value);
+        let crc = chained(chain, &body);
+        (format!("{body} {crc:08x}"), crc)
     }
 
-    /// Parses a record's text (no padding, no newline); `None` unless canonical and
-    /// checksum-valid.
-    fn decode(text: &[u8]) -> Option<Record> {
+    /// The record's slot after `chain` (its text padded with spaces to 63 bytes, and a
+    /// newline), and its checksum.
+    pub fn slot_after(&self, chain: u32) -> ([u8; SLOT_LEN], u32) {
+        let (text, crc) = self.text_after(chain);
+        (padded(text.as_bytes(), b' '), crc)
+    }
+
+    /// Parses a record's text (no padding, no newline): chained to `chain` (version 2), or
+    /// with the checksum of its own text (`None`: the first release). `None` unless
+    /// canonical and checksum-valid; else the record and its checksum.
+    fn decode(text: &[u8], chain: Option<u32>) -> Option<(Record, u32)> {
         let text = std::str::from_utf8(text).ok()?;
         let (body, crc) = text.rsplit_once(' ')?;
         let (prefix, value) = body.split_once(' ')?;
@@ -135,11 +150,30 @@ impl Record {
             return None;
         }
         let value = value.parse().ok()?;
-        (u32::from_str_radix(crc, 16).ok()? == crc32fast::hash(body.as_bytes())).then(|| Record {
-            prefix: prefix.to_owned(),
-            value,
+        let crc = u32::from_str_radix(crc, 16).ok()?;
+        let expected = match chain {
+            Some(chain) => chained(chain, body),
+            None => crc32fast::hash(body.as_bytes()),
+        };
+        (crc == expected).then(|| {
+            (
+                Record {
+                    prefix: prefix.to_owned(),
+                    value,
+                },
+                crc,
+            )
         })
     }
+}
+
+/// The checksum of a version-2 record `body` after the checksum `chain`: the CRC-32 of
+/// `chain` in hex, a space, and `body`.
+fn chained(chain: u32, body: &str) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(format!("{chain:08x} ").as_bytes());
+    hasher.update(body.as_bytes());
+    hasher.finalize()
 }
 
 /// `text` followed by `fill` up to 63 bytes, and a newline. `text` must be shorter.
@@ -150,11 +184,15 @@ fn padded(text: &[u8], fill: u8) -> [u8; SLOT_LEN] {
     slot
 }
 
-/// The header slot of a log with `slots` slots after it.
-fn header(slots: usize) -> [u8; SLOT_LEN] {
+/// The header slot of a log with `slots` slots after it, and its checksum (the first
+/// record's chain).
+fn header(slots: usize) -> ([u8; SLOT_LEN], u32) {
     let body = format!("{HEADER_V2}{slots}");
     let crc = crc32fast::hash(body.as_bytes());
-    padded(format!("{body} crc32={crc:08x}").as_bytes(), b' ')
+    (
+        padded(format!("{body} crc32={crc:08x}").as_bytes(), b' '),
+        crc,
+    )
 }
 
 /// Which format a log was read in.
@@ -182,6 +220,28 @@ pub struct Scan {
     pub next_slot: Option<usize>,
     /// Whether that slot holds an interrupted write (ignored; the next writer overwrites it).
     pub interrupted: bool,
+    /// The checksum the next record chains from: the last record's, or the header's.
+    pub chain: u32,
+}
+
+impl Scan {
+    /// What a writer does to add `record` to the log this scan read: the offset and bytes of
+    /// the slot to write (one `pwrite`), with this scan updated to the log as it will be.
+    /// `None` when the log has no free slot (or is legacy) and must be rewritten whole
+    /// ([`encode`]).
+    pub fn write_next(&mut self, record: &Record) -> Option<(u64, [u8; SLOT_LEN])> {
+        if self.format != Format::V2 {
+            return None;
+        }
+        let slot = self.next_slot?;
+        let (bytes, chain) = record.slot_after(self.chain);
+        self.chain = chain;
+        self.records += 1;
+        self.counters.insert(record.prefix.clone(), record.value);
+        self.interrupted = false;
+        self.next_slot = Some(slot + 1).filter(|&next| next < self.slots);
+        Some((slot_offset(slot), bytes))
+    }
 }
 
 /// Damage found in a log: where, and what.
@@ -224,12 +284,12 @@ impl std::error::Error for Damage {}
 
 /// One slot, classified.
 enum Slot {
-    Record(Record),
+    Record(Record, u32),
     Free,
     Interrupted,
 }
 
-fn classify(slot: &[u8]) -> Result<Slot, &'static str> {
+fn classify(slot: &[u8], chain: u32) -> Result<Slot, &'static str> {
     let (body, newline) = slot.split_at(SLOT_LEN - 1);
     if newline != b"\n" {
         return Err("the line does not end in a newline at byte 64 of its slot");
@@ -255,9 +315,12 @@ fn classify(slot: &[u8]) -> Result<Slot, &'static str> {
         return Err("it is neither a record nor a free slot");
     }
     let text_len = body.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-    Record::decode(&body[..text_len])
-        .map(Slot::Record)
-        .ok_or("it is not a valid `PREFIX NUMBER CRC32` record (checksum or form)")
+    Record::decode(&body[..text_len], Some(chain))
+        .map(|(record, crc)| Slot::Record(record, crc))
+        .ok_or(
+            "it is not a valid `PREFIX NUMBER CRC32` record (its checksum, which chains to the \
+             record before, does not match, or its form is not canonical)",
+        )
 }
 
 /// Reads a log. `legacy` allows the first release's format (a store whose `config.yaml` has
@@ -281,7 +344,7 @@ pub fn scan(data: &[u8], legacy: bool) -> Result<Scan, Damage> {
         return Err(Damage::at(1, "the header is cut off"));
     }
     let head = &data[..SLOT_LEN];
-    let slots = parse_header(head).ok_or_else(|| {
+    let (slots, chain) = parse_header(head).ok_or_else(|| {
         let reason = if head.starts_with(HEADER_V2.as_bytes()) {
             "the header is damaged (not canonical, or its checksum does not match)"
         } else {
@@ -308,17 +371,19 @@ pub fn scan(data: &[u8], legacy: bool) -> Result<Scan, Damage> {
         slots,
         next_slot: None,
         interrupted: false,
+        chain,
     };
     for (i, slot) in data[SLOT_LEN..].chunks_exact(SLOT_LEN).enumerate() {
         let line = i + 2;
-        let kind = classify(slot).map_err(|reason| Damage {
+        let kind = classify(slot, scan.chain).map_err(|reason| Damage {
             in_next_slot: scan.next_slot.is_none(),
             ..Damage::at(line, reason)
         })?;
         match (kind, scan.next_slot) {
-            (Slot::Record(r), None) => {
+            (Slot::Record(r, crc), None) => {
                 scan.counters.insert(r.prefix, r.value);
                 scan.records += 1;
+                scan.chain = crc;
             }
             (Slot::Free, None) => scan.next_slot = Some(i),
             (Slot::Interrupted, None) => {
@@ -326,7 +391,7 @@ pub fn scan(data: &[u8], legacy: bool) -> Result<Scan, Damage> {
                 scan.interrupted = true;
             }
             (Slot::Free, Some(_)) => {}
-            (Slot::Record(_), Some(_)) => {
+            (Slot::Record(..), Some(_)) => {
                 return Err(Damage::at(
                     line,
                     "a record follows a free slot (records are written in order, so one \
@@ -341,15 +406,16 @@ pub fn scan(data: &[u8], legacy: bool) -> Result<Scan, Damage> {
     Ok(scan)
 }
 
-/// The number of slots a canonical version-2 header announces.
-fn parse_header(head: &[u8]) -> Option<usize> {
+/// The number of slots a canonical version-2 header announces, and its checksum.
+fn parse_header(head: &[u8]) -> Option<(usize, u32)> {
     let rest = head.strip_prefix(HEADER_V2.as_bytes())?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || digits > 5 {
         return None;
     }
     let slots: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-    ((1..=MAX_SLOTS).contains(&slots) && header(slots) == head).then_some(slots)
+    let (expected, crc) = header(slots);
+    ((1..=MAX_SLOTS).contains(&slots) && expected == head).then_some((slots, crc))
 }
 
 /// Reads a log in the first release's format: one `PREFIX NUMBER CRC` line per record, every
@@ -374,11 +440,12 @@ pub fn scan_legacy(data: &[u8]) -> Result<Scan, Damage> {
         slots: 0,
         next_slot: None,
         interrupted: false,
+        chain: 0,
     };
     let mut offset = 0;
     for (i, line) in data.split_inclusive(|&b| b == b'\n').enumerate() {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
-        let record = Record::decode(text).ok_or_else(|| {
+        let (record, _) = Record::decode(text, None).ok_or_else(|| {
             damage(
                 i + 1,
                 offset,
@@ -404,13 +471,16 @@ pub fn encode(counters: &BTreeMap<String, u64>) -> Result<Vec<u8>, usize> {
     }
     let slots = counters.len() + FREE_SLOTS;
     let mut out = Vec::with_capacity(SLOT_LEN * (slots + 1));
-    out.extend_from_slice(&header(slots));
+    let (head, mut chain) = header(slots);
+    out.extend_from_slice(&head);
     for (prefix, &value) in counters {
         let record = Record {
             prefix: prefix.clone(),
             value,
         };
-        out.extend_from_slice(&record.slot());
+        let (slot, crc) = record.slot_after(chain);
+        out.extend_from_slice(&slot);
+        chain = crc;
     }
     for _ in 0..FREE_SLOTS {
         out.extend_from_slice(&[FREE; SLOT_LEN - 1]);
@@ -433,9 +503,12 @@ mod tests {
         encode(&map).expect("encode")
     }
 
-    fn put(data: &mut [u8], index: usize, record: &Record) {
-        let at = slot_offset(index) as usize;
-        data[at..at + SLOT_LEN].copy_from_slice(&record.slot());
+    /// Writes `record` as a writer would (into the next slot).
+    fn append(data: &mut [u8], record: &Record) {
+        let mut scan = scan(data, false).expect("valid before");
+        let (at, bytes) = scan.write_next(record).expect("a free slot");
+        let at = at as usize;
+        data[at..at + SLOT_LEN].copy_from_slice(&bytes);
     }
 
     fn rec(prefix: &str, value: u64) -> Record {
@@ -443,6 +516,11 @@ mod tests {
             prefix: prefix.into(),
             value,
         }
+    }
+
+    fn slot(data: &[u8], index: usize) -> &[u8] {
+        let at = slot_offset(index) as usize;
+        &data[at..at + SLOT_LEN]
     }
 
     #[test]
@@ -461,18 +539,36 @@ mod tests {
     }
 
     #[test]
+    fn the_module_docs_example_is_what_a_writer_writes() {
+        let mut data = log(&[]);
+        append(&mut data, &rec("SEC", 24));
+        append(&mut data, &rec("GAP-OP", 1091));
+        let text = std::str::from_utf8(&data).expect("text");
+        let lines: Vec<&str> = text.lines().take(4).map(str::trim_end).collect();
+        assert_eq!(
+            lines,
+            [
+                "# idreserve counters v2 slots=64 crc32=bfcffa1f",
+                "SEC 24 3c3487e1",
+                "GAP-OP 1091 8c887d3b",
+                &".".repeat(63),
+            ]
+        );
+    }
+
+    #[test]
     fn slots_fill_in_order_and_the_last_record_wins() {
         let mut data = log(&[("SEC", 3)]);
-        put(&mut data, 1, &rec("GAP-OP", 9));
-        put(&mut data, 2, &rec("SEC", 5));
+        append(&mut data, &rec("GAP-OP", 9));
+        append(&mut data, &rec("SEC", 5));
         let s = scan(&data, false).expect("valid");
         assert_eq!(s.counters["SEC"], 5);
         assert_eq!(s.counters["GAP-OP"], 9);
         assert_eq!((s.records, s.next_slot, s.interrupted), (3, Some(3), false));
         // The longest prefix and value fit in one slot.
         let long = rec(&"A".repeat(32), u64::MAX);
-        assert!(long.text().len() < SLOT_LEN - 1);
-        put(&mut data, 3, &long);
+        assert!(long.text_after(0).0.len() < SLOT_LEN - 1);
+        append(&mut data, &long);
         assert_eq!(
             scan(&data, false).expect("valid").counters[&long.prefix],
             u64::MAX
@@ -483,19 +579,21 @@ mod tests {
     fn a_full_log_has_no_next_slot() {
         let mut data = log(&[]);
         for i in 0..FREE_SLOTS {
-            put(&mut data, i, &rec("SEC", i as u64 + 1));
+            append(&mut data, &rec("SEC", i as u64 + 1));
         }
-        let s = scan(&data, false).expect("valid");
+        let mut s = scan(&data, false).expect("valid");
         assert_eq!((s.next_slot, s.counters["SEC"]), (None, 64));
+        assert_eq!(s.write_next(&rec("SEC", 65)), None);
     }
 
     #[test]
     fn an_interrupted_write_counts_for_nothing() {
         let base = log(&[("SEC", 3)]);
-        let next = rec("SEC", 4).slot();
+        let mut s = scan(&base, false).expect("valid");
+        let (at, next) = s.write_next(&rec("SEC", 4)).expect("slot");
+        let at = at as usize;
         for cut in 1..next.len() - 1 {
             let mut data = base.clone();
-            let at = slot_offset(1) as usize;
             data[at..at + cut].copy_from_slice(&next[..cut]);
             let s = scan(&data, false).unwrap_or_else(|d| panic!("cut {cut}: {d}"));
             if cut < SLOT_LEN - 1 {
@@ -513,22 +611,51 @@ mod tests {
     #[test]
     fn every_single_bit_flip_is_damage() {
         let mut data = log(&[("SEC", 3), ("GAP-OP", 1091)]);
-        put(&mut data, 2, &rec("SEC", 10));
+        append(&mut data, &rec("SEC", 10));
         let good = scan(&data, false).expect("valid");
         for bit in 0..data.len() * 8 {
             let mut bad = data.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            match scan(&bad, false) {
-                Err(_) => {}
-                Ok(s) => panic!("flip of bit {bit} went unnoticed: {s:?} (was {good:?})"),
+            if let Ok(s) = scan(&bad, false) {
+                panic!("flip of bit {bit} went unnoticed: {s:?} (was {good:?})");
             }
         }
     }
 
     #[test]
+    fn records_moved_copied_or_taken_from_another_log_are_damage() {
+        let mut data = log(&[]);
+        for (p, v) in [("SEC", 5), ("SEC", 10), ("GAP-OP", 3)] {
+            append(&mut data, &rec(p, v));
+        }
+        // Two records swapped (SEC would read 5).
+        let mut swapped = data.clone();
+        let (a, b) = (slot(&data, 0).to_vec(), slot(&data, 1).to_vec());
+        swapped[64..128].copy_from_slice(&b);
+        swapped[128..192].copy_from_slice(&a);
+        assert!(scan(&swapped, false).is_err());
+        // An older record copied over a newer one.
+        let mut copied = data.clone();
+        copied[128..192].copy_from_slice(&a);
+        assert!(scan(&copied, false).is_err());
+        // A record copied into the next free slot.
+        let mut extra = data.clone();
+        extra[256..320].copy_from_slice(&a);
+        assert!(scan(&extra, false).is_err());
+        // A slot from another log with the same records in another order.
+        let mut other = log(&[]);
+        for (p, v) in [("GAP-OP", 3), ("SEC", 5), ("SEC", 10)] {
+            append(&mut other, &rec(p, v));
+        }
+        let mut spliced = data.clone();
+        spliced[192..256].copy_from_slice(slot(&other, 2));
+        assert!(scan(&spliced, false).is_err());
+    }
+
+    #[test]
     fn truncation_extension_zeros_and_garbage_are_damage() {
         let mut data = log(&[("SEC", 3)]);
-        put(&mut data, 1, &rec("SEC", 4));
+        append(&mut data, &rec("SEC", 4));
         for len in 0..data.len() {
             assert!(scan(&data[..len], false).is_err(), "cut at {len}");
         }
@@ -545,7 +672,10 @@ mod tests {
         assert!(scan(b"", false).is_err());
         // A record after a free slot: one was lost.
         let mut hole = log(&[]);
-        put(&mut hole, 1, &rec("SEC", 4));
+        append(&mut hole, &rec("SEC", 4));
+        let first = slot(&hole, 0).to_vec();
+        hole[128..192].copy_from_slice(&first);
+        hole[64..127].fill(b'.');
         assert_eq!(scan(&hole, false).expect_err("hole").line, 3);
     }
 
@@ -559,9 +689,12 @@ mod tests {
         let mut padded = data.clone();
         padded[..SLOT_LEN].copy_from_slice(&padded_header("# idreserve counters v2 slots=064"));
         assert!(scan(&padded, false).is_err());
-        assert_eq!(parse_header(&header(MAX_SLOTS)), Some(MAX_SLOTS));
-        assert_eq!(parse_header(&header(MAX_SLOTS + 1)), None);
-        assert_eq!(parse_header(&header(0)), None);
+        assert_eq!(
+            parse_header(&header(MAX_SLOTS).0).map(|h| h.0),
+            Some(MAX_SLOTS)
+        );
+        assert_eq!(parse_header(&header(MAX_SLOTS + 1).0), None);
+        assert_eq!(parse_header(&header(0).0), None);
     }
 
     fn padded_header(body: &str) -> [u8; SLOT_LEN] {
@@ -571,7 +704,11 @@ mod tests {
 
     #[test]
     fn legacy_logs_are_read_only_when_every_line_is_valid() {
-        let lines = format!("{}\n{}\n", rec("SEC", 3).text(), rec("SEC", 5).text());
+        let lines = format!(
+            "{}\n{}\n",
+            rec("SEC", 3).legacy_text(),
+            rec("SEC", 5).legacy_text()
+        );
         let s = scan(lines.as_bytes(), true).expect("legacy");
         assert_eq!(
             (s.format, s.counters["SEC"], s.next_slot),
@@ -597,6 +734,9 @@ mod tests {
         ] {
             assert!(scan(bad.as_bytes(), true).is_err(), "{bad:?}");
         }
+        // A first-release log cannot be written to slot by slot: it is rewritten.
+        let mut s = scan(lines.as_bytes(), true).expect("legacy");
+        assert_eq!(s.write_next(&rec("SEC", 6)), None);
     }
 
     #[test]

@@ -627,10 +627,8 @@ struct FileLog<'a> {
     store: &'a Store,
     path: PathBuf,
     file: File,
-    counters: BTreeMap<String, u64>,
-    slots: usize,
-    /// The slot the next record goes to; `None` when the log must be rewritten.
-    next_slot: Option<usize>,
+    /// The log as it is now, with this step's records.
+    scan: Scan,
     /// Whether the log is rewritten at commit (no free slot left, or a legacy log).
     rewrite: bool,
     /// Records written into slots, not yet flushed.
@@ -669,9 +667,7 @@ impl<'a> FileLog<'a> {
             path,
             file,
             rewrite: scan.format == Format::Legacy,
-            counters: scan.counters,
-            slots: scan.slots,
-            next_slot: scan.next_slot,
+            scan,
             written: Vec::new(),
             guard,
         })
@@ -693,7 +689,7 @@ impl<'a> FileLog<'a> {
     ///   with a full `fsync`; only if that fails too is the error returned.
     fn commit(self) -> Result<(), Error> {
         if self.rewrite {
-            let bytes = log::encode(&self.counters).map_err(too_many)?;
+            let bytes = log::encode(&self.scan.counters).map_err(too_many)?;
             self.store
                 .dir
                 .write(LOG, &bytes, &Options::new())
@@ -728,7 +724,7 @@ impl<'a> FileLog<'a> {
         // holds now, with our records' values at least.
         let repaired = store.locked_log().and_then(|mut log| {
             for record in &written {
-                let counter = log.counters.entry(record.prefix.clone()).or_insert(0);
+                let counter = log.scan.counters.entry(record.prefix.clone()).or_insert(0);
                 *counter = (*counter).max(record.value);
             }
             log.rewrite = true;
@@ -747,23 +743,30 @@ impl<'a> FileLog<'a> {
 
 impl CounterLog for FileLog<'_> {
     fn counter(&mut self, prefix: &str) -> Result<u64, Error> {
-        Ok(self.counters.get(prefix).copied().unwrap_or(0))
+        Ok(self.scan.counters.get(prefix).copied().unwrap_or(0))
     }
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        self.counters.insert(record.prefix.clone(), record.value);
-        match self.next_slot.filter(|_| !self.rewrite) {
-            Some(slot) => {
+        let slot = if self.rewrite {
+            None
+        } else {
+            self.scan.write_next(record)
+        };
+        match slot {
+            Some((offset, bytes)) => {
                 // One 64-byte write into blocks that exist: the file's length never changes.
+                // (A log this fills up is rewritten by the next writer.)
                 self.file
-                    .write_all_at(&record.slot(), log::slot_offset(slot))
+                    .write_all_at(&bytes, offset)
                     .map_err(|e| Error::io("write a record to", &self.path, e))?;
                 self.written.push(record.clone());
-                // A full log is rewritten by the next writer (or by this one, if it appends
-                // again).
-                self.next_slot = Some(slot + 1).filter(|&next| next < self.slots);
             }
-            None => self.rewrite = true,
+            None => {
+                self.scan
+                    .counters
+                    .insert(record.prefix.clone(), record.value);
+                self.rewrite = true;
+            }
         }
         Ok(())
     }
