@@ -72,6 +72,13 @@ pub enum ErrorKind {
         /// How the store writes this ID.
         canonical: String,
     },
+    /// Settings given to [`Store::create`](crate::Store::create) break a rule of
+    /// `config.yaml` (an empty allow-list, a duplicate, a width outside 1–20).
+    #[error("invalid ID store settings: {reason}")]
+    InvalidConfig {
+        /// The rule broken, naming the key.
+        reason: String,
+    },
     /// The store's allow-list does not contain the prefix.
     #[error("unknown prefix {prefix:?}: this store allows only {}; add it to the `allow` list in the store's config.yaml to use it", allowed.join(", "))]
     UnknownPrefix {
@@ -222,6 +229,7 @@ impl Error {
             ErrorKind::InvalidPrefix { .. }
                 | ErrorKind::InvalidId { .. }
                 | ErrorKind::NotCanonical { .. }
+                | ErrorKind::InvalidConfig { .. }
                 | ErrorKind::UnknownPrefix { .. }
                 | ErrorKind::NotReserved { .. }
                 | ErrorKind::Overflow { .. }

@@ -182,10 +182,10 @@ impl Store {
     /// # Errors
     ///
     /// [`ErrorKind::AlreadyExists`] if either file exists; [`ErrorKind::InvalidPrefix`] or
-    /// [`ErrorKind::Corrupt`] for invalid settings.
+    /// [`ErrorKind::InvalidConfig`] for invalid settings.
     pub fn create(dir: impl AsRef<Path>, config: Config) -> Result<Store, Error> {
         let path = dir.as_ref();
-        check_new_config(path, &config)?;
+        check_new_config(&config)?;
         let dir = Dir::create(path).map_err(|e| open_error(path, e))?;
         Store::create_in(dir, config)
     }
@@ -193,7 +193,7 @@ impl Store {
     /// Creates a store in the directory `name` inside `parent` (created if missing), reached
     /// through `parent`'s descriptor: nothing on the way is followed.
     pub fn create_at(parent: &Dir, name: &str, config: Config) -> Result<Store, Error> {
-        check_new_config(&parent.join(name), &config)?;
+        check_new_config(&config)?;
         let dir = parent.create_dir(name).map_err(Error::store_file)?;
         Store::create_in(dir, config)
     }
@@ -522,11 +522,11 @@ impl Store {
     }
 }
 
-fn check_new_config(path: &Path, config: &Config) -> Result<(), Error> {
+fn check_new_config(config: &Config) -> Result<(), Error> {
     for prefix in config.allow.iter().flatten().chain(config.width.keys()) {
         check_prefix(prefix)?;
     }
-    config::check(config).map_err(|reason| Error::corrupt(path.join(CONFIG), reason))
+    config::check(config).map_err(|reason| Error::new(ErrorKind::InvalidConfig { reason }))
 }
 
 fn too_many(count: usize) -> Error {

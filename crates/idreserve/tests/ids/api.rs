@@ -336,3 +336,39 @@ fn a_new_store_has_a_header_and_a_versioned_config() {
     );
     assert_eq!(report.counters, Some(BTreeMap::new()));
 }
+
+#[test]
+fn invalid_settings_are_refused_at_create() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (config, what) in [
+        (
+            Config {
+                allow: Some(vec![]),
+                width: BTreeMap::new(),
+            },
+            "allow",
+        ),
+        (
+            Config {
+                allow: None,
+                width: BTreeMap::from([("SEC".into(), 0)]),
+            },
+            "width",
+        ),
+        (
+            Config {
+                allow: None,
+                width: BTreeMap::from([("SEC".into(), 1 << 40)]),
+            },
+            "width",
+        ),
+    ] {
+        let err = Store::create(dir.path().join("ids"), config).expect_err(what);
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidConfig { reason } if reason.contains(what)),
+            "{err}"
+        );
+        assert!(err.is_invalid());
+    }
+    assert!(!dir.path().join("ids/counters.log").exists());
+}
