@@ -10,4 +10,5 @@ mod lease;
 mod multiprocess;
 mod ownership;
 mod paths;
+mod resources;
 mod util;
