@@ -873,21 +873,9 @@ fn open_leases_dir(
         }));
     };
     for name in parents {
-        at = create_dir(&at, name).map_err(|e| LeaseError::file(step, e))?;
+        at = at.create_dir(name).map_err(|e| LeaseError::file(step, e))?;
     }
     create_leases_dir(&at, last, durability)
-}
-
-/// [`Dir::create_dir`], then opened again: the handle `create_dir` returns for a directory it
-/// just made (and, as root, gave the parent's owner) still records the owner from before that
-/// `chown`, so what is created through it would stay root's. Opening it anew reads the owner
-/// it has now. (TODO(atomic-file): `create_dir` should record the adopted owner.)
-pub(crate) fn create_dir(parent: &Dir, name: &OsStr) -> atomic_file::Result<Dir> {
-    if let Some(dir) = parent.open_dir(name)? {
-        return Ok(dir);
-    }
-    let created = parent.create_dir(name)?;
-    Ok(parent.open_dir(name)?.unwrap_or(created))
 }
 
 /// Opens `parent/name`, or creates it atomically with a `token.json` of 0 in it: a staging
@@ -913,7 +901,9 @@ fn create_leases_dir(
         std::process::id(),
         fastrand::u64(..)
     ));
-    let staging = create_dir(parent, &staging_name).map_err(|e| LeaseError::file(step, e))?;
+    let staging = parent
+        .create_dir(&staging_name)
+        .map_err(|e| LeaseError::file(step, e))?;
     let opts = atomic_file::Options::new()
         .checksum(true)
         .durability(durability);

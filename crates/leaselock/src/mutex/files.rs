@@ -184,26 +184,10 @@ impl Inner {
 
     /// Opens (creating) the queue directory and caches it.
     pub(crate) fn create_queue_dir(&self) -> Result<Dir, MutexError> {
-        let dir = self.dir()?;
-        let existing = dir
-            .open_dir(&self.queue_name)
-            .map_err(self.file_err(Step::OpenQueue))?;
-        if let Some(queue) = existing {
-            if let Ok(mut cached) = self.queue.lock() {
-                *cached = Some(queue.clone());
-            }
-            return Ok(queue);
-        }
-        let created = dir
+        let queue = self
+            .dir()?
             .create_dir(&self.queue_name)
             .map_err(self.file_err(Step::OpenQueue))?;
-        // Opened again: the handle `create_dir` returns for a directory it just made (and, as
-        // root, gave its parent's owner) still records the owner from before that `chown`, so
-        // tickets created through it would stay root's. (TODO(atomic-file): fix `create_dir`.)
-        let queue = dir
-            .open_dir(&self.queue_name)
-            .map_err(self.file_err(Step::OpenQueue))?
-            .unwrap_or(created);
         if let Ok(mut cached) = self.queue.lock() {
             *cached = Some(queue.clone());
         }
