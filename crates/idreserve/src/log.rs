@@ -100,16 +100,44 @@ const FREE: u8 = b'.';
 /// Longest legacy log read (the first release compacted at 64 records; this is generous).
 const MAX_LEGACY_LEN: usize = 1 << 20;
 
-/// One record: `prefix`'s counter is now `value`.
+/// One record: `prefix`'s counter is now `value`. Valid by construction (its prefix is
+/// checked), so its slot always fits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The prefix.
-    pub prefix: String,
-    /// The highest number reserved for it.
-    pub value: u64,
+    pub(crate) prefix: String,
+    pub(crate) value: u64,
+}
+
+/// Why [`encode`] cannot write a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// More prefixes than [`MAX_PREFIXES`].
+    TooManyPrefixes(usize),
+    /// A key that is not a valid prefix.
+    InvalidPrefix(String),
 }
 
 impl Record {
+    /// A record, if `prefix` is valid ([`check_prefix`]).
+    pub fn new(prefix: &str, value: u64) -> Result<Record, crate::Error> {
+        check_prefix(prefix)?;
+        Ok(Record {
+            prefix: prefix.to_owned(),
+            value,
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The counter it sets: the highest number reserved for the prefix.
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+
     /// The record's line in the first release's format (without its newline): `PREFIX NUMBER
     /// CRC`, the CRC-32 of `PREFIX NUMBER`.
     pub fn legacy_text(&self) -> String {
@@ -464,10 +492,13 @@ pub fn scan_legacy(data: &[u8]) -> Result<Scan, Damage> {
 ///
 /// # Errors
 ///
-/// The number of prefixes, if more than [`MAX_PREFIXES`].
-pub fn encode(counters: &BTreeMap<String, u64>) -> Result<Vec<u8>, usize> {
+/// More than [`MAX_PREFIXES`] prefixes, or a key that is not a valid prefix.
+pub fn encode(counters: &BTreeMap<String, u64>) -> Result<Vec<u8>, EncodeError> {
     if counters.len() > MAX_PREFIXES {
-        return Err(counters.len());
+        return Err(EncodeError::TooManyPrefixes(counters.len()));
+    }
+    if let Some(bad) = counters.keys().find(|p| check_prefix(p).is_err()) {
+        return Err(EncodeError::InvalidPrefix(bad.clone()));
     }
     let slots = counters.len() + FREE_SLOTS;
     let mut out = Vec::with_capacity(SLOT_LEN * (slots + 1));
@@ -743,6 +774,12 @@ mod tests {
     fn too_many_prefixes_are_refused() {
         let many: BTreeMap<String, u64> =
             (0..=MAX_PREFIXES).map(|i| (format!("P{i}"), 1)).collect();
-        assert_eq!(encode(&many), Err(MAX_PREFIXES + 1));
+        assert_eq!(
+            encode(&many),
+            Err(EncodeError::TooManyPrefixes(MAX_PREFIXES + 1))
+        );
+        let bad = BTreeMap::from([("A".repeat(33), 1)]);
+        assert!(matches!(encode(&bad), Err(EncodeError::InvalidPrefix(_))));
+        assert!(Record::new(&"A".repeat(33), 1).is_err());
     }
 }

@@ -529,11 +529,18 @@ fn check_new_config(config: &Config) -> Result<(), Error> {
     config::check(config).map_err(|reason| Error::new(ErrorKind::InvalidConfig { reason }))
 }
 
-fn too_many(count: usize) -> Error {
-    Error::new(ErrorKind::TooManyPrefixes {
-        count,
-        max: log::MAX_PREFIXES,
-    })
+fn too_many(e: log::EncodeError) -> Error {
+    match e {
+        log::EncodeError::TooManyPrefixes(count) => Error::new(ErrorKind::TooManyPrefixes {
+            count,
+            max: log::MAX_PREFIXES,
+        }),
+        // Every prefix of a store was checked before it was recorded.
+        log::EncodeError::InvalidPrefix(prefix) => Error::new(ErrorKind::InvalidPrefix {
+            prefix,
+            reason: "it cannot be recorded",
+        }),
+    }
 }
 
 pub(crate) fn missing_log(dir: &Dir) -> Error {
