@@ -215,7 +215,9 @@ pub struct ConflictInfo {
     pub file: PathBuf,
     /// The decoded lease, or `None` if the file is corrupt.
     pub lease: Option<Lease>,
-    /// Why the file could not be read, if it is corrupt.
+    /// Why the file could not be read, if it is corrupt. (Acquire no longer reports unreadable
+    /// lease files as conflicts: it refuses with [`LeaseErrorKind::Corrupt`] naming the file,
+    /// so this is `None` in every conflict it returns; kept for compatibility.)
     pub corrupt: Option<String>,
 }
 

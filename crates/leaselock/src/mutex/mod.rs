@@ -147,7 +147,10 @@ pub struct FileMutex {
 
 impl FileMutex {
     /// A mutex on the lock file at `path`, created on first use (with its queue directory
-    /// `<path>.queue/` beside it). No I/O happens here.
+    /// `<path>.queue/` beside it). No I/O happens here. On first use the lock file's directory
+    /// is opened once; its last component must be a directory, not a symlink to one
+    /// ([`MutexErrorKind::Unsafe`] otherwise), and everything after that is reached through
+    /// that descriptor.
     ///
     /// ```
     /// # use leaselock::mutex::FileMutex;
