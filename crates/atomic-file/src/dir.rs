@@ -213,6 +213,48 @@ impl Dir {
         Dir::from_fd(fd, path.to_path_buf())
     }
 
+    /// Opens the directory `path` without following a symlink anywhere on the way: a relative
+    /// path is walked from the current directory one component at a time (`..` included, as
+    /// written), an absolute one from its last component only (the system's own links, such
+    /// as a `/home` that points elsewhere, are the administrator's, not a repository's).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WrongType`] naming the first component that is not a directory.
+    pub fn open_beneath(path: impl AsRef<Path>) -> Result<Dir> {
+        let path = path.as_ref();
+        if path.is_absolute() || path.as_os_str().is_empty() {
+            return Dir::open(path);
+        }
+        let mut dir = Dir::open(".")?;
+        let mut shown = PathBuf::new();
+        for c in path.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    shown.push("..");
+                    let fd = rustix::fs::openat(
+                        dir.fd(),
+                        "..",
+                        base_flags() | dir_flags(),
+                        Mode::empty(),
+                    )
+                    .map_err(|e| Error::io(&shown, Step::Open, e.into()))?;
+                    dir = Dir::from_fd(fd, shown.clone())?;
+                }
+                std::path::Component::Normal(name) => {
+                    shown.push(name);
+                    dir = dir.open_dir(name)?.ok_or_else(|| {
+                        Error::io(&shown, Step::Open, io::ErrorKind::NotFound.into())
+                    })?;
+                    dir.path = shown.clone();
+                }
+                _ => return Dir::open(path),
+            }
+        }
+        Ok(dir)
+    }
+
     /// Opens the directory `path`, creating it (and, as `mkdir -p` does, its missing parents)
     /// first if it does not exist. The last component is never followed.
     pub fn create(path: impl AsRef<Path>) -> Result<Dir> {
@@ -674,7 +716,18 @@ impl Dir {
                 continue;
             }
             let path = self.join(&entry.name);
-            let file = match self.open_file(&entry.name) {
+            // Read-only, or write-only when this user may only write it (a leftover of a
+            // write-only file): either is enough for the lock.
+            let opened = match self.open_with(&entry.name, OFlags::RDONLY, false) {
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
+                {
+                    self.open_with(&entry.name, OFlags::WRONLY, false)
+                }
+                other => other,
+            };
+            let file = match opened {
                 Ok(Some(file)) => file,
                 Ok(None) => continue,
                 Err(e)

@@ -1,11 +1,17 @@
 //! Finding and removing temp files left by writers that died mid-write.
 
+#[cfg(not(unix))]
 use std::fs::{self, File};
+#[cfg(not(unix))]
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, Step};
+use crate::error::Result;
+#[cfg(not(unix))]
+use crate::error::{Error, Step};
+#[cfg(not(unix))]
 use crate::lock::{self, LockError, Wait};
+#[cfg(not(unix))]
 use crate::{imp, temp};
 
 /// What [`recover`] found.
@@ -33,7 +39,10 @@ pub struct Recovery {
 ///
 /// Every other file, including lock files and the temp files of live writers, is left alone;
 /// so are entries that are not regular files (a fifo or directory with a temp-like name is not
-/// this crate's). Subdirectories are not searched.
+/// this crate's). Subdirectories are not searched. On Unix no symlink on the way to `dir` is
+/// followed (see [`Dir::open_beneath`](crate::dir::Dir::open_beneath); the error is
+/// [`ErrorKind::WrongType`](crate::ErrorKind::WrongType)): a planted link must not lead the
+/// removal elsewhere.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -43,7 +52,23 @@ pub struct Recovery {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn recover(dir: impl AsRef<Path>) -> Result<Recovery> {
-    let dir = dir.as_ref();
+    recover_in(dir.as_ref())
+}
+
+/// Unix: through a [`Dir`](crate::dir::Dir), so a directory that is a symlink is refused
+/// ([`ErrorKind::WrongType`](crate::ErrorKind::WrongType)) rather than followed, and every
+/// removal is an `unlinkat` inside the opened directory.
+#[cfg(unix)]
+fn recover_in(dir: &Path) -> Result<Recovery> {
+    let mut report = crate::dir::Dir::open_beneath(dir)?.recover(true)?;
+    report.removed.sort();
+    report.in_use.sort();
+    report.skipped.sort();
+    Ok(report)
+}
+
+#[cfg(not(unix))]
+fn recover_in(dir: &Path) -> Result<Recovery> {
     let mut report = Recovery::default();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, Step::ListDir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, Step::ListDir, e))?;
@@ -70,6 +95,7 @@ pub fn recover(dir: impl AsRef<Path>) -> Result<Recovery> {
     Ok(report)
 }
 
+#[cfg(not(unix))]
 fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
     let file = imp::open_for_lock(path)?;
     let removed = lock::with_exclusive(file, Wait::Never, |file: &mut File| {

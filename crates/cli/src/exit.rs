@@ -142,6 +142,9 @@ fn file_code(e: &atomic_file::Error) -> Code {
 fn mutex_code(e: &leaselock::mutex::MutexError) -> Code {
     if e.is_contended() {
         Code::Busy
+    } else if e.is_damaged() {
+        // A planted link, FIFO or wrong type at the lock file or its queue.
+        Code::Corrupt
     } else {
         Code::Failure
     }

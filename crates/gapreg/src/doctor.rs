@@ -8,7 +8,10 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::index;
-use crate::layout::{GAPS, IDS, INDEX, LEASES, MAX_INDEX_BYTES, PENDING, STAGING};
+use crate::layout::{
+    GAPS, GITIGNORE_FILE, IDS, INDEX, KEYS, LEASES, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, PENDING,
+    STAGING,
+};
 use crate::registry::{Registry, SEQ_PREFIX};
 
 /// What kind of problem a [`Finding`] is.
@@ -190,10 +193,48 @@ impl Registry {
         // Leftover temp files, and entries of the wrong type where directories belong.
         let mut dirs: Vec<(String, Option<Dir>)> = Vec::new();
         dirs.push((self.dir().display().to_string(), Some(root.clone())));
-        for name in [GAPS, IDS] {
+        for name in [GAPS, IDS, KEYS] {
             match root.open_dir(name) {
                 Ok(d) => dirs.push((root.join(name).display().to_string(), d)),
                 Err(e) => damaged(&mut report, Err(e.into()))?,
+            }
+        }
+        match root.kind(GITIGNORE_FILE)? {
+            None | Some(FileKind::File) => {}
+            Some(kind) => report.add(
+                FindingKind::Corrupt,
+                root.join(GITIGNORE_FILE).display().to_string(),
+                format!(
+                    "it is {kind}, not the file gapreg writes; remove it and restore it from git"
+                ),
+            ),
+        }
+        // Idempotency keys: each a checksummed record; a damaged one fails its retries.
+        if let Ok(Some(keys)) = root.open_dir(KEYS) {
+            let opts = atomic_file::Options::new().checksum(true);
+            for entry in keys.entries()? {
+                if atomic_file::is_temp_name(&entry.name) {
+                    continue;
+                }
+                let path = keys.join(&entry.name).display().to_string();
+                if entry.kind != FileKind::File {
+                    report.add(
+                        FindingKind::Corrupt,
+                        path,
+                        format!(
+                            "it is {}, not an idempotency key record; remove it",
+                            entry.kind
+                        ),
+                    );
+                    continue;
+                }
+                if let Err(e) = keys.read_with(&entry.name, &opts, MAX_MANIFEST_BYTES) {
+                    report.add(
+                        FindingKind::Corrupt,
+                        path,
+                        format!("{e}; a retry with this key fails until it is removed"),
+                    );
+                }
             }
         }
         match self.layout().loops(false) {

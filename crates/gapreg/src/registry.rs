@@ -881,6 +881,16 @@ impl Registry {
     }
 
     fn loop_not_found(&self, id: &str, what: &'static str) -> Error {
+        // A loop whose file is there but cannot be read is damaged, not missing.
+        if let Ok((_, bad)) = self.scan_loop_files() {
+            let file = format!("{id}.md");
+            if let Some((path, reason)) = bad
+                .into_iter()
+                .find(|(p, _)| p.file_name().is_some_and(|n| n == file.as_str()))
+            {
+                return Error::corrupt(path, reason);
+            }
+        }
         let loops = self.load_loops().unwrap_or_default();
         Error::new(ErrorKind::NotFound {
             what,
@@ -964,8 +974,13 @@ impl Registry {
             .ok_or_else(|| Error::invalid("loops_dir", "cannot be created"))?;
         let name = format!("{}.md", spec.id);
         let path = dir.join(&name);
-        if dir.kind(&name)?.is_some() {
-            return Err(Error::conflict(&spec.id, ConflictDetail::Exists));
+        // A link or FIFO there is refused (exit 6), a file that is not a readable loop is
+        // damaged: neither is "already exists".
+        if dir.file_exists(&name)? {
+            return Err(match self.loop_not_found(&spec.id, "loop").kind() {
+                ErrorKind::Corrupt { .. } => self.loop_not_found(&spec.id, "loop"),
+                _ => Error::conflict(&spec.id, ConflictDetail::Exists),
+            });
         }
         let created = Timestamp::now().to_string();
         let text = loops::template(&spec, &created[..10]);
@@ -1169,6 +1184,39 @@ impl Registry {
                 None => wanted.push((p.clone(), 1)),
             }
         }
+        // Everything that can refuse the batch is checked before an id is reserved, so a
+        // refusal moves no counter: the directories it needs (a planted link there is
+        // refused now), and the files of the ids the counters will give next.
+        let root = self.layout.root()?;
+        self.gaps_dir(true)?;
+        let staging = if specs.len() > 1 {
+            self.clear_staging()?;
+            Some(root.create_dir(STAGING)?)
+        } else {
+            None
+        };
+        if reuse.is_none() {
+            for (prefix, n) in &wanted {
+                let next = self.ids.peek(prefix)?.number();
+                for k in 0..*n {
+                    let id = format!("{prefix}-{}", next.saturating_add(k));
+                    // What `clear_staging` left there is not a regular file: refused here.
+                    if let Some(staging) = &staging {
+                        staging.file_exists(gap_file(&id))?;
+                    }
+                    if self.gap_exists(&id)? {
+                        return Err(Error::invalid(
+                            format!("next id {id}"),
+                            format!(
+                                "a gap file for {id} already exists, so the id counter is \
+                                 behind the gap files (after a merge?); run `gapreg doctor \
+                                 --repair` to raise it and file again"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         let (ids, seq) = match reuse {
             Some(record) => (record.ids, record.seq),
             None => {
@@ -1200,40 +1248,7 @@ impl Registry {
         let gaps: Vec<Gap> = specs
             .into_iter()
             .enumerate()
-            .map(|(i, s)| {
-                let mut deps: Vec<String> = Vec::new();
-                for d in s.depends_on {
-                    let d = match d.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
-                        Some(n) => ids[n].clone(),
-                        None => d,
-                    };
-                    if !deps.contains(&d) {
-                        deps.push(d);
-                    }
-                }
-                let status = s.status.unwrap_or(Status::Open);
-                Gap {
-                    id: ids[i].clone(),
-                    seq: seq + i as u64,
-                    revision: 1,
-                    title: s.title.trim().to_owned(),
-                    gap_type: s.gap_type.trim().to_owned(),
-                    severity: s.severity.unwrap_or(Severity::Medium),
-                    status,
-                    parent_loop: s.parent_loop,
-                    depends_on: deps,
-                    claimant: None,
-                    claimed_at: None,
-                    claim_expires_at: None,
-                    status_before_claim: None,
-                    plan: s.plan,
-                    tags: s.tags,
-                    created: now,
-                    updated: now,
-                    completed_at: (status == Status::Complete).then_some(now),
-                    description: s.description,
-                }
-            })
+            .map(|(i, s)| new_gap(s, ids[i].clone(), seq + i as u64, now, |n| ids[n].clone()))
             .collect();
         self.write_batch(&gaps)?;
         self.append_index(&gaps.iter().collect::<Vec<_>>());
@@ -1446,6 +1461,16 @@ impl Registry {
                 format!("a gap may have at most {MAX_LIST}"),
             ));
         }
+        // The whole file must fit what readers accept; checked now, with the longest id and
+        // position it could get, so that it is refused before any id is reserved.
+        let longest = format!("GAP-{}-{}", "X".repeat(64), u64::MAX);
+        encode_gap(&new_gap(
+            spec.clone(),
+            longest.clone(),
+            u64::MAX,
+            Timestamp::now(),
+            |_| longest.clone(),
+        ))?;
         let status = spec.status.unwrap_or(Status::Open);
         if status == Status::InProgress {
             return Err(Error::invalid(
@@ -2239,4 +2264,46 @@ fn unstamped(
         gaps.into_iter().map(|(g, _)| g).collect(),
         bad.into_iter().map(|(d, _)| d).collect(),
     )
+}
+
+/// A new gap from its spec: `@N` dependencies named by `batch_id(N)`, duplicates dropped.
+fn new_gap(
+    s: GapSpec,
+    id: String,
+    seq: u64,
+    now: Timestamp,
+    batch_id: impl Fn(usize) -> String,
+) -> Gap {
+    let mut deps: Vec<String> = Vec::new();
+    for d in s.depends_on {
+        let d = match d.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => batch_id(n),
+            None => d,
+        };
+        if !deps.contains(&d) {
+            deps.push(d);
+        }
+    }
+    let status = s.status.unwrap_or(Status::Open);
+    Gap {
+        id,
+        seq,
+        revision: 1,
+        title: s.title.trim().to_owned(),
+        gap_type: s.gap_type.trim().to_owned(),
+        severity: s.severity.unwrap_or(Severity::Medium),
+        status,
+        parent_loop: s.parent_loop,
+        depends_on: deps,
+        claimant: None,
+        claimed_at: None,
+        claim_expires_at: None,
+        status_before_claim: None,
+        plan: s.plan,
+        tags: s.tags,
+        created: now,
+        updated: now,
+        completed_at: (status == Status::Complete).then_some(now),
+        description: s.description,
+    }
 }

@@ -122,19 +122,6 @@ pub fn share_lock_file(lock: &File, target: &Metadata) {
     let _ = std::os::unix::fs::fchown(lock, Some(target.uid()), Some(target.gid()));
 }
 
-/// Opens an existing file for locking without following symlinks and without blocking (on a
-/// fifo), read-only, or write-only if this user may only write it.
-pub fn open_for_lock(path: &Path) -> io::Result<File> {
-    let flags = (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32;
-    match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
-            .write(true)
-            .custom_flags(flags)
-            .open(path),
-        other => other,
-    }
-}
-
 /// Renames `temp` over `target`, atomically.
 pub fn replace(temp: &Path, target: &Path, _target_exists: bool) -> io::Result<()> {
     fs::rename(temp, target)
