@@ -78,6 +78,8 @@ pub enum FileKind {
     Socket,
     /// A block or character device.
     Device,
+    /// A regular file with more than one name (a hard link), which is never written in place.
+    HardLinked,
     /// Anything else.
     Unknown,
 }
@@ -109,6 +111,9 @@ impl fmt::Display for FileKind {
             FileKind::Fifo => "a FIFO (named pipe)",
             FileKind::Socket => "a socket",
             FileKind::Device => "a device",
+            FileKind::HardLinked => {
+                "a regular file with other hard links (possibly outside this directory)"
+            }
             FileKind::Unknown => "an entry of unknown type",
         })
     }
@@ -487,6 +492,12 @@ impl Dir {
         let kind = stat_kind(&stat);
         if kind != FileKind::File {
             return Err(wrong_type(path, kind, FileKind::File));
+        }
+        // A file opened for writing in place (a lock file, a log) must not be a hard link:
+        // its other name may be anywhere on the file system (someone else's file), and a
+        // write would change it there. Files replaced by rename are not written in place.
+        if access != OFlags::RDONLY && stat.st_nlink > 1 {
+            return Err(wrong_type(path, FileKind::HardLinked, FileKind::File));
         }
         // A regular file: blocking I/O from here on.
         let flags =

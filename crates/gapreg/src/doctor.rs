@@ -265,7 +265,8 @@ impl Registry {
         report.gaps = gaps.len() + bad.len();
         let mut max_number: BTreeMap<String, u64> = BTreeMap::new();
         let mut note_max = |name: &str| {
-            if let Ok(id) = name.parse::<idreserve::Id>() {
+            // Padded spellings (`GAP-OP-0007`) count with their number.
+            if let Ok(id) = idreserve::Id::parse_lenient(name) {
                 let m = max_number.entry(id.prefix().to_owned()).or_default();
                 *m = (*m).max(id.number());
             }
@@ -299,7 +300,7 @@ impl Registry {
                 );
             }
             max_seq = max_seq.max(g.seq);
-            match g.id.parse::<idreserve::Id>() {
+            match idreserve::Id::parse_lenient(&g.id) {
                 Ok(id) => {
                     by_number
                         .entry((id.prefix().to_owned(), id.number()))

@@ -192,7 +192,7 @@ impl Registry {
         root.write(GITIGNORE_FILE, GITIGNORE.as_bytes(), &opts)?;
         root.create_dir(GAPS)?;
         layout.loops(true)?;
-        Store::create(dir.join(IDS), idreserve::Config::default())?;
+        Store::create_at(&root, IDS, idreserve::Config::default())?;
         let yaml = atomic_file::Format::Yaml.encode(dir.join(CONFIG), &config)?;
         root.write(CONFIG, &yaml, &atomic_file::Options::new())?;
         let reg = Registry::open(&dir)?;
@@ -223,7 +223,19 @@ impl Registry {
         let layout = Layout::new(dir.clone(), &config.loops_dir)?;
         check_not_nested(layout.repo())?;
         let timeout = Duration::from_secs(config.lock_timeout_secs);
-        let ids = Store::open(dir.join(IDS))?.with_lock_timeout(timeout);
+        let ids = match Store::open_at(&root, IDS) {
+            Ok(store) => store.with_lock_timeout(timeout),
+            // Gap files without their counters: zero would hand out their ids again.
+            Err(e) if e.is_not_found() => {
+                return Err(Error::corrupt(
+                    dir.join(IDS),
+                    "the id store is missing, so the registry cannot know which ids were \
+                     handed out; restore .gapreg/ids from git or a backup, or recreate it \
+                     from the ids in use with `gapreg ids init` (see `gapreg ids --help`)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Registry {
             mutex: FileMutex::new(dir.join(LOCK)),
             opts: Self::options(&config),
@@ -541,6 +553,16 @@ impl Registry {
                 continue;
             }
             let stamp = dir.stamp(&entry.name)?.map(|s| index::stamp_text(&s));
+            // Only a canonical id names a gap file: `GAP-OP-01.yaml` beside `GAP-OP-1.yaml`
+            // would be a second gap with the same number.
+            if let Err(e) = Self::check_gap_id(stem) {
+                bad.push((
+                    path,
+                    format!("{e}; rename the file to its canonical id"),
+                    stamp,
+                ));
+                continue;
+            }
             let bytes = match dir.read(&entry.name, crate::model::MAX_YAML_BYTES as u64) {
                 Ok(Some(b)) => b,
                 Ok(None) => continue,

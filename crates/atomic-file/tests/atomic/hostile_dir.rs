@@ -355,3 +355,32 @@ fn root_creates_entries_owned_by_the_directory_owner() {
         assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
     }
 }
+
+/// A hard link to someone else's file where a lock file or log belongs is never written
+/// through (a write in place would change the other name too).
+#[test]
+fn a_hard_link_is_never_opened_for_writing_in_place() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (v, before) = victim(tmp.path());
+    let root = Dir::create(tmp.path().join(".state")).expect("root");
+    fs::hard_link(v.join("id_ed25519"), root.join("registry.lock")).expect("link");
+    fs::hard_link(v.join("GAP-1.yaml"), root.join("index.log")).expect("link");
+    let e = root
+        .open_lock("registry.lock")
+        .expect_err("must be refused");
+    assert_eq!(
+        wrong_type(&e),
+        Some((FileKind::HardLinked, FileKind::File)),
+        "{e}"
+    );
+    let e = root.open_append("index.log").expect_err("must be refused");
+    assert_eq!(
+        wrong_type(&e),
+        Some((FileKind::HardLinked, FileKind::File)),
+        "{e}"
+    );
+    // Replacing by rename never writes through a link.
+    root.write("index.log", b"new", &Options::new())
+        .expect("replace");
+    assert_eq!(snapshot(&v), before);
+}

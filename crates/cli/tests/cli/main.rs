@@ -1,6 +1,7 @@
 //! End-to-end tests of the `gapreg` binary: every subcommand's success output and its errors'
 //! exit codes and messages, over temporary directories.
 
+mod attack;
 mod faults;
 mod files;
 mod gaps;

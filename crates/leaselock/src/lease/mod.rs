@@ -472,13 +472,15 @@ impl Leases {
     }
 
     fn normalize(&self, path: &str) -> Result<String, LeaseError> {
-        normalize_path(&self.root, path).or_else(|e| {
+        let normalized = normalize_path(&self.root, path).or_else(|e| {
             if Path::new(path).is_absolute() {
                 normalize_path(&self.root_canonical, path).map_err(|_| e)
             } else {
                 Err(e)
             }
-        })
+        })?;
+        path::refuse_links(&self.root_canonical, &normalized)?;
+        Ok(normalized)
     }
 
     fn request(&self, req: &LeaseRequest) -> Result<Request, LeaseError> {

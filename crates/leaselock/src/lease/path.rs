@@ -49,6 +49,35 @@ pub fn overlaps(a: Claim<'_>, b: Claim<'_>) -> bool {
     }
 }
 
+/// Refuses a normalized path that goes through a symbolic link inside `root` (or is one): two
+/// names for one file (`alias/a.rs` for `src/a.rs` when `alias -> src`) would let two
+/// exclusive leases cover it, and a repository may hold such links. Components that do not
+/// exist yet end the check (nothing beyond them can be a link).
+pub(crate) fn refuse_links(root: &Path, normalized: &str) -> Result<(), LeaseError> {
+    let mut at = root.to_path_buf();
+    for part in normalized.split('/').filter(|p| !p.is_empty()) {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&at)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                return Err(invalid(
+                    normalized,
+                    &format!(
+                        "{} is a symbolic link (to {target}); one file must have one name for \
+                         leases to exclude each other: lease the path it points to",
+                        at.display()
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// Whether two sets of claims (files and directory prefixes) share any path.
 ///
 /// Plain nested loops over the slices: this runs once per existing lease on every acquire.
