@@ -236,6 +236,22 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
+        // One spelling per gap: `GAP-OP-0001` beside `GAP-OP-1` would be two files for one
+        // number, so gap ids and registry positions are never zero-padded.
+        if let Some((prefix, width)) = ids
+            .config()
+            .width
+            .iter()
+            .find(|(p, w)| **w > 1 && (p.starts_with("GAP") || p.as_str() == SEQ_PREFIX))
+        {
+            return Err(Error::corrupt(
+                dir.join(IDS).join(CONFIG),
+                format!(
+                    "it zero-pads {prefix} to {width} digits, but gap ids have one spelling \
+                     without padding; remove {prefix} from `width`"
+                ),
+            ));
+        }
         Ok(Registry {
             mutex: FileMutex::new(dir.join(LOCK)),
             opts: Self::options(&config),
@@ -882,7 +898,10 @@ impl Registry {
             // the name with no front matter is a damaged loop (a zeroed or emptied file),
             // not a file to skip.
             if !text.trim_start_matches('\u{feff}').starts_with("---") {
-                if loops::check_loop_id(stem).is_ok() && stem.starts_with("LOOP-") {
+                // Markdown without front matter (a README) is not a loop; an empty or zeroed
+                // file, or one named like a loop, is a loop that was damaged.
+                let blank = text.trim().is_empty() || text.contains('\0');
+                if blank || (loops::check_loop_id(stem).is_ok() && stem.starts_with("LOOP-")) {
                     bad.push((
                         path,
                         "it has no front matter (`---` lines); restore it".into(),

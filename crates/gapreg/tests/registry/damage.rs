@@ -480,3 +480,34 @@ fn doctor_reports_and_repairs_a_lost_fencing_token_counter() {
     assert!(next.lease.token > token, "{} <= {token}", next.lease.token);
     assert!(reg.doctor(false).expect("doctor").healthy());
 }
+
+#[test]
+fn zero_padded_gap_ids_cannot_be_configured_and_zeroed_loops_are_reported() {
+    let (repo, reg) = registry();
+    reg.new_loop(LoopSpec {
+        id: "EPIC-7".into(),
+        objective: "x".into(),
+        ..LoopSpec::default()
+    })
+    .expect("loop");
+    let loop_file = reg.loops_dir().join("EPIC-7.md");
+    let len = fs::metadata(&loop_file).expect("meta").len() as usize;
+    fs::write(&loop_file, vec![0u8; len]).expect("zero the loop");
+    let loops = reg.loops_checked().expect("loops");
+    assert!(loops.value.is_empty());
+    assert_eq!(loops.damaged.len(), 1, "{:?}", loops.damaged);
+    let err = reg
+        .new_loop(LoopSpec {
+            id: "EPIC-7".into(),
+            objective: "x".into(),
+            ..LoopSpec::default()
+        })
+        .expect_err("damaged, not free");
+    assert!(is_corrupt(&err), "{err}");
+    // A width for the gap prefix would give GAP-OP-0001 beside GAP-OP-1: refused at open.
+    let ids_config = reg.dir().join("ids/config.yaml");
+    let text = fs::read_to_string(&ids_config).expect("read");
+    fs::write(&ids_config, format!("{text}width:\n  GAP-OP: 4\n")).expect("pad");
+    let err = Registry::discover(repo.path()).expect_err("padded gap ids");
+    assert!(err.to_string().contains("width"), "{err}");
+}
