@@ -517,20 +517,46 @@ impl Registry {
         let Some(gaps) = self.gaps_dir(false)? else {
             return Ok(false);
         };
-        for (name, recorded) in files {
-            let Some(recorded) = recorded else {
-                return Ok(false);
-            };
-            let now = match gaps.stamp(name) {
-                Ok(s) => s,
-                Err(e) if e.is_damaged() => return Ok(false),
-                Err(e) => return Err(e.into()),
-            };
-            if now.map(|s| index::stamp_text(&s)).as_deref() != Some(recorded.as_str()) {
-                return Ok(false);
+        let check = |files: &[(String, Option<String>)]| -> Result<bool> {
+            for (name, recorded) in files {
+                let Some(recorded) = recorded else {
+                    return Ok(false);
+                };
+                let now = match gaps.stamp(name) {
+                    Ok(s) => s,
+                    Err(e) if e.is_damaged() => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                };
+                if now.map(|s| index::stamp_text(&s)).as_deref() != Some(recorded.as_str()) {
+                    return Ok(false);
+                }
             }
+            Ok(true)
+        };
+        // One `fstatat` per gap: on a large registry the stats dominate a listing, and they
+        // run in parallel well (the directory descriptor is shared).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if files.len() < 4096 || threads < 2 {
+            return check(files);
         }
-        Ok(true)
+        let chunk = files.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || check(part)))
+                .collect();
+            let mut all = true;
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(ok)) => all &= ok,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(Error::invalid("index check", "a checking thread panicked"));
+                    }
+                }
+            }
+            Ok(all)
+        })
     }
 
     /// Every parseable gap file `(file stem, gap)`, and the unparseable ones `(path, reason)`.

@@ -511,3 +511,42 @@ fn zero_padded_gap_ids_cannot_be_configured_and_zeroed_loops_are_reported() {
     let err = Registry::discover(repo.path()).expect_err("padded gap ids");
     assert!(err.to_string().contains("width"), "{err}");
 }
+
+/// Above 4096 gaps the index's file stamps are checked on several threads: a file rewritten
+/// in place (which leaves `gaps/`'s own time alone) is still noticed, wherever it is.
+#[test]
+fn a_gap_rewritten_in_place_is_noticed_in_a_large_registry() {
+    let repo = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        durable: false,
+        ..Config::default()
+    };
+    let reg = Registry::init(repo.path(), config).expect("init");
+    let specs: Vec<GapSpec> = (0..4200).map(|i| spec(&format!("gap {i}"))).collect();
+    reg.file_batch(specs).expect("batch");
+    assert_eq!(reg.list(&Filter::default()).expect("list").len(), 4200);
+    for id in ["GAP-OP-7", "GAP-OP-4199"] {
+        let path = reg.gap_path(id);
+        let text = fs::read_to_string(&path).expect("read");
+        // In place: same file, same directory entry, new contents.
+        let edited = text.replace("status: open", "status: blocked");
+        assert_ne!(edited, text);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .expect("open");
+        std::io::Write::write_all(&mut f, edited.as_bytes()).expect("write");
+        drop(f);
+        let blocked = reg
+            .list(&Filter {
+                status: Some(Status::Blocked),
+                ..Filter::default()
+            })
+            .expect("list");
+        assert!(
+            blocked.iter().any(|g| g.id == id),
+            "{id} edited in place was not noticed"
+        );
+    }
+}
