@@ -1185,14 +1185,32 @@ impl Registry {
                         ConflictDetail::KeyReused { ids: record.ids },
                     ));
                 }
+                self.check_key_record(key, &record, &specs)?;
                 let mut filed = Vec::with_capacity(record.ids.len());
-                for id in &record.ids {
+                for (id, spec) in record.ids.iter().zip(&specs) {
                     if self.gap_exists(id)? {
-                        filed.push(self.read_gap(id)?);
+                        let gap = self.read_gap(id)?;
+                        // The record is coordination state, the gaps are documents: after a
+                        // checkout the id may hold someone else's gap. Only this request's
+                        // own gap is an answer to its retry.
+                        if !filed_from(&gap, spec) {
+                            return Err(Error::conflict(
+                                format!("idempotency key {key}"),
+                                ConflictDetail::KeyReused { ids: record.ids },
+                            ));
+                        }
+                        filed.push(gap);
                     }
                 }
                 if filed.len() == record.ids.len() {
                     return Ok(filed);
+                }
+                if !filed.is_empty() {
+                    return Err(Error::corrupt(
+                        self.dir.join(KEYS).join(format!("{key}.json")),
+                        "only some of the gaps it filed exist (removed by hand?); file again \
+                         with a new key",
+                    ));
                 }
                 reuse = Some(record);
             }
@@ -1350,6 +1368,37 @@ impl Registry {
             })
             .collect::<Result<_>>()?;
         Ok((ids, seq))
+    }
+
+    /// A key record read back is verified before its ids are used again: one canonical,
+    /// reserved id per entry (explicit ids as the spec gives them), all distinct, and
+    /// registry positions already reserved — so a stale or planted record can neither file
+    /// over ids the counters would hand out again nor duplicate an id.
+    fn check_key_record(&self, key: &str, record: &KeyRecord, specs: &[GapSpec]) -> Result<()> {
+        let path = self.dir.join(KEYS).join(format!("{key}.json"));
+        let bad = |reason: String| Error::corrupt(&path, format!("{reason}; remove the file"));
+        let mut seen = std::collections::HashSet::new();
+        for (id, spec) in record.ids.iter().zip(specs) {
+            Self::check_gap_id(id).map_err(|e| bad(e.to_string()))?;
+            if !seen.insert(id.as_str()) {
+                return Err(bad(format!("it names {id} twice")));
+            }
+            if spec.id.as_ref().is_some_and(|explicit| explicit != id) {
+                return Err(bad(format!(
+                    "it names {id} where the request gives its own id"
+                )));
+            }
+            self.ids.validate(id).map_err(|e| bad(e.to_string()))?;
+        }
+        let last_seq = record
+            .seq
+            .checked_add(record.ids.len() as u64 - 1)
+            .filter(|_| record.seq > 0 && !record.ids.is_empty())
+            .ok_or_else(|| bad(format!("registry position {} is invalid", record.seq)))?;
+        self.ids
+            .validate(&format!("{SEQ_PREFIX}-{last_seq}"))
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(())
     }
 
     fn read_key(&self, key: &str) -> Result<Option<KeyRecord>> {
@@ -2373,4 +2422,14 @@ fn new_gap(
         completed_at: (status == Status::Complete).then_some(now),
         description: s.description,
     }
+}
+
+/// Whether `gap` is what `spec` filed (its own fields, as filing stores them).
+fn filed_from(gap: &Gap, spec: &GapSpec) -> bool {
+    gap.title == spec.title.trim()
+        && gap.gap_type == spec.gap_type.trim()
+        && gap.description == spec.description
+        && gap.parent_loop == spec.parent_loop
+        && gap.tags == spec.tags
+        && spec.severity.is_none_or(|s| s == gap.severity)
 }
