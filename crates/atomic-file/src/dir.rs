@@ -751,12 +751,7 @@ impl Dir {
                 Err(e) => return Err(e),
             };
             let dead = lock::with_exclusive(file, Wait::Never, |file: &mut File| {
-                let meta = file.metadata()?;
-                let created = match (meta.created(), meta.modified()) {
-                    (Ok(born), Ok(written)) => Some(born.min(written)),
-                    (born, written) => born.or(written).ok(),
-                };
-                if imp::writer_alive(pid, created) {
+                if !crate::recover::writer_gone(file, pid)? {
                     return Ok(false);
                 }
                 if remove {

@@ -99,13 +99,7 @@ fn recover_in(dir: &Path) -> Result<Recovery> {
 fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
     let file = imp::open_for_lock(path)?;
     let removed = lock::with_exclusive(file, Wait::Never, |file: &mut File| {
-        // The earlier of birth time (where the file system records it) and last write.
-        let meta = file.metadata()?;
-        let created = match (meta.created(), meta.modified()) {
-            (Ok(born), Ok(written)) => Some(born.min(written)),
-            (born, written) => born.or(written).ok(),
-        };
-        if imp::writer_alive(pid, created) {
+        if !writer_gone(file, pid)? {
             return Ok(false);
         }
         fs::remove_file(path).map(|()| true)
@@ -115,4 +109,16 @@ fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
         Err(LockError::Busy { .. }) => Ok(false),
         Err(LockError::Io(e)) => Err(e),
     }
+}
+
+/// Whether the writer `pid` of the locked temp file `file` is gone: no such process, or one
+/// that started after the file was created (the earlier of its birth time, where the file
+/// system records it, and its last write) and so merely reuses a dead writer's pid.
+pub(crate) fn writer_gone(file: &std::fs::File, pid: u32) -> std::io::Result<bool> {
+    let meta = file.metadata()?;
+    let created = match (meta.created(), meta.modified()) {
+        (Ok(born), Ok(written)) => Some(born.min(written)),
+        (born, written) => born.or(written).ok(),
+    };
+    Ok(!crate::imp::writer_alive(pid, created))
 }
