@@ -154,7 +154,8 @@ impl Registry {
         // Batches cut short by a dead writer.
         let root = self.layout().root()?;
         let pending = self.dir().join(PENDING);
-        let has_pending = match root.kind(PENDING)? {
+        let pending_kind = root.kind(PENDING)?;
+        let has_pending = match pending_kind {
             None => false,
             Some(FileKind::File) => true,
             Some(kind) => {
@@ -166,7 +167,7 @@ impl Registry {
                 true
             }
         };
-        if has_pending && root.kind(PENDING)? == Some(FileKind::File) {
+        if pending_kind == Some(FileKind::File) {
             let finished = if repair {
                 self.finish_batch()
             } else {

@@ -948,21 +948,20 @@ impl Registry {
     }
 
     fn loop_not_found(&self, id: &str, what: &'static str) -> Error {
-        // A loop whose file is there but cannot be read is damaged, not missing.
-        if let Ok((_, bad)) = self.scan_loop_files() {
-            let file = format!("{id}.md");
-            if let Some((path, reason)) = bad
-                .into_iter()
-                .find(|(p, _)| p.file_name().is_some_and(|n| n == file.as_str()))
-            {
-                return Error::corrupt(path, reason);
-            }
+        // One scan: a loop whose file is there but cannot be read is damaged, not missing;
+        // otherwise the readable loops give the suggestions.
+        let (good, bad) = self.scan_loop_files().unwrap_or_default();
+        let file = format!("{id}.md");
+        if let Some((path, reason)) = bad
+            .into_iter()
+            .find(|(p, _)| p.file_name().is_some_and(|n| n == file.as_str()))
+        {
+            return Error::corrupt(path, reason);
         }
-        let loops = self.load_loops().unwrap_or_default();
         Error::new(ErrorKind::NotFound {
             what,
             id: id.to_owned(),
-            suggestions: loops::close_matches(id, loops.keys().map(String::as_str)),
+            suggestions: loops::close_matches(id, good.iter().map(|l| l.id.as_str())),
         })
     }
 
@@ -1044,8 +1043,9 @@ impl Registry {
         // A link or FIFO there is refused (exit 6), a file that is not a readable loop is
         // damaged: neither is "already exists".
         if dir.file_exists(&name)? {
-            return Err(match self.loop_not_found(&spec.id, "loop").kind() {
-                ErrorKind::Corrupt { .. } => self.loop_not_found(&spec.id, "loop"),
+            let damaged = self.loop_not_found(&spec.id, "loop");
+            return Err(match damaged.kind() {
+                ErrorKind::Corrupt { .. } => damaged,
                 _ => Error::conflict(&spec.id, ConflictDetail::Exists),
             });
         }
