@@ -81,6 +81,73 @@ pub enum ErrorKind {
     },
 }
 
+/// The class of an error: what a caller (a command-line tool choosing an exit code, a retry
+/// loop) needs to know about it without matching every kind of every crate.
+///
+/// Every library error of this workspace states its class (`class()` on
+/// [`Error`], on leaselock's `MutexError` and `LeaseError`, on idreserve's and gapreg's
+/// errors), so a caller maps classes, not error types.
+///
+/// ```
+/// use atomic_file::ErrorClass;
+///
+/// let err = atomic_file::read_checksummed("/nonexistent/ids.txt").unwrap_err();
+/// assert_eq!(err.class(), ErrorClass::NotFound);
+/// let io = std::io::Error::from(std::io::ErrorKind::TimedOut);
+/// assert_eq!(ErrorClass::of_io(&io), ErrorClass::Busy);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The input was refused: a bad value or path (one escaping its root, no file name), or a
+    /// value that cannot be encoded. Retrying the same call will not help.
+    Invalid,
+    /// What was asked for does not exist (a file, a registry, a lease).
+    NotFound,
+    /// The request conflicts with the state: it already exists, overlaps what someone else
+    /// holds, or lost a race. Nothing was changed.
+    Conflict,
+    /// Data on disk cannot be trusted: corrupt (failed checksum), undecodable, of the wrong
+    /// file type (a planted symlink or FIFO) or too large to be ours. A person or a repair
+    /// must fix the named file.
+    Damaged,
+    /// A lock wait timed out, or the lock was contended and the call did not wait. Retrying
+    /// later may succeed.
+    Busy,
+    /// Anything else: an unexpected I/O error and the like.
+    Failure,
+}
+
+impl ErrorClass {
+    /// The class of an operating-system error, by its [`io::ErrorKind`]: `NotFound` is
+    /// [`ErrorClass::NotFound`], `InvalidInput` [`ErrorClass::Invalid`], `InvalidData`
+    /// [`ErrorClass::Damaged`], `TimedOut` and `WouldBlock` [`ErrorClass::Busy`], anything else
+    /// [`ErrorClass::Failure`]. The one rule every crate of this workspace uses for the
+    /// `io::Error`s it carries.
+    pub fn of_io(err: &io::Error) -> ErrorClass {
+        match err.kind() {
+            io::ErrorKind::NotFound => ErrorClass::NotFound,
+            io::ErrorKind::InvalidInput => ErrorClass::Invalid,
+            io::ErrorKind::InvalidData => ErrorClass::Damaged,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorClass::Busy,
+            _ => ErrorClass::Failure,
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Invalid => "invalid",
+            ErrorClass::NotFound => "not found",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Damaged => "damaged",
+            ErrorClass::Busy => "busy",
+            ErrorClass::Failure => "failure",
+        })
+    }
+}
+
 /// A step of the replace, read, lock or recovery protocol, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -180,6 +247,21 @@ impl Error {
         }
     }
 
+    /// The class of this error: damaged, undecodable, wrong-type and too-large files are
+    /// [`ErrorClass::Damaged`], a lock timeout [`ErrorClass::Busy`], a refused path or an
+    /// unencodable value [`ErrorClass::Invalid`], an I/O error by [`ErrorClass::of_io`].
+    pub fn class(&self) -> ErrorClass {
+        match &self.kind {
+            ErrorKind::Corrupt(_)
+            | ErrorKind::Decode { .. }
+            | ErrorKind::WrongType { .. }
+            | ErrorKind::TooLarge { .. } => ErrorClass::Damaged,
+            ErrorKind::LockTimeout { .. } => ErrorClass::Busy,
+            ErrorKind::InvalidPath { .. } | ErrorKind::Encode { .. } => ErrorClass::Invalid,
+            ErrorKind::Io { source, .. } => ErrorClass::of_io(source),
+        }
+    }
+
     /// True when the file (or its directory) does not exist.
     pub fn is_not_found(&self) -> bool {
         self.io_error()
@@ -270,5 +352,95 @@ impl From<Error> for io::Error {
             ErrorKind::LockTimeout { .. } => io::ErrorKind::TimedOut,
         };
         io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn err(kind: ErrorKind) -> Error {
+        Error::new("f", kind)
+    }
+
+    fn io_err(kind: io::ErrorKind) -> Error {
+        Error::io("f", Step::Read, io::Error::from(kind))
+    }
+
+    #[test]
+    fn io_errors_are_classed_by_kind() {
+        use io::ErrorKind as K;
+        let cases = [
+            (K::NotFound, ErrorClass::NotFound),
+            (K::InvalidInput, ErrorClass::Invalid),
+            (K::InvalidData, ErrorClass::Damaged),
+            (K::TimedOut, ErrorClass::Busy),
+            (K::WouldBlock, ErrorClass::Busy),
+            (K::PermissionDenied, ErrorClass::Failure),
+            (K::AlreadyExists, ErrorClass::Failure),
+            (K::Other, ErrorClass::Failure),
+        ];
+        for (kind, class) in cases {
+            assert_eq!(ErrorClass::of_io(&io::Error::from(kind)), class, "{kind:?}");
+            assert_eq!(io_err(kind).class(), class, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_class() {
+        let cases = [
+            (
+                err(ErrorKind::Corrupt(Corruption::MissingHeader)),
+                ErrorClass::Damaged,
+            ),
+            (
+                err(ErrorKind::Decode {
+                    format: Format::Json,
+                    message: "x".into(),
+                }),
+                ErrorClass::Damaged,
+            ),
+            (
+                err(ErrorKind::WrongType {
+                    found: crate::dir::FileKind::Symlink,
+                    expected: crate::dir::FileKind::File,
+                }),
+                ErrorClass::Damaged,
+            ),
+            (
+                err(ErrorKind::TooLarge { len: 2, limit: 1 }),
+                ErrorClass::Damaged,
+            ),
+            (
+                err(ErrorKind::LockTimeout {
+                    lock_path: "l".into(),
+                    waited: Duration::from_millis(1),
+                }),
+                ErrorClass::Busy,
+            ),
+            (
+                err(ErrorKind::InvalidPath { reason: "r" }),
+                ErrorClass::Invalid,
+            ),
+            (
+                err(ErrorKind::Encode {
+                    format: Format::Yaml,
+                    message: "x".into(),
+                }),
+                ErrorClass::Invalid,
+            ),
+        ];
+        for (e, class) in cases {
+            assert_eq!(e.class(), class, "{e}");
+        }
+    }
+
+    #[test]
+    fn damaged_errors_and_the_damaged_class_agree() {
+        let e = err(ErrorKind::TooLarge { len: 2, limit: 1 });
+        assert!(e.is_damaged());
+        assert_eq!(e.class(), ErrorClass::Damaged);
+        assert!(!io_err(io::ErrorKind::Other).is_damaged());
     }
 }

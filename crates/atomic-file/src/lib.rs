@@ -84,7 +84,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use checksum::Corruption;
-pub use error::{Error, ErrorKind, Result, Step};
+pub use error::{Error, ErrorClass, ErrorKind, Result, Step};
 pub use recover::{Recovery, recover};
 pub use typed::Format;
 

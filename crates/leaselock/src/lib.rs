@@ -23,3 +23,7 @@ compile_error!(
 
 pub mod lease;
 pub mod mutex;
+
+/// The class of an error (what an exit code or a retry loop needs), shared by every crate of
+/// this workspace; see [`mutex::MutexError::class`] and [`lease::LeaseError::class`].
+pub use atomic_file::ErrorClass;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::record::{Lease, Mode, fmt_time};
+use crate::ErrorClass;
 use crate::mutex::MutexError;
 
 /// An error from a lease operation. Match on [`LeaseError::kind`] to handle a case.
@@ -33,6 +34,24 @@ impl LeaseError {
     /// What went wrong.
     pub fn kind(&self) -> &LeaseErrorKind {
         &self.kind
+    }
+
+    /// The class of this error: a conflict, a lease held by someone else or expired is
+    /// [`ErrorClass::Conflict`]; a bad path or request [`ErrorClass::Invalid`]; an unknown
+    /// lease [`ErrorClass::NotFound`]; damaged state [`ErrorClass::Damaged`]; a busy or
+    /// timed-out root mutex [`ErrorClass::Busy`]; another mutex failure by
+    /// [`MutexError::class`]; anything else (an I/O error) [`ErrorClass::Failure`].
+    pub fn class(&self) -> ErrorClass {
+        use LeaseErrorKind as K;
+        match &*self.kind {
+            K::Conflict { .. } | K::NotHolder { .. } | K::Expired { .. } => ErrorClass::Conflict,
+            K::InvalidPath { .. } | K::InvalidRequest { .. } => ErrorClass::Invalid,
+            K::NotFound { .. } => ErrorClass::NotFound,
+            K::Corrupt { .. } => ErrorClass::Damaged,
+            K::Busy { .. } | K::Timeout { .. } => ErrorClass::Busy,
+            K::Mutex { source } => source.class(),
+            K::Io { .. } => ErrorClass::Failure,
+        }
     }
 
     /// The conflicting leases, if this is a refused acquire.
@@ -265,4 +284,93 @@ impl fmt::Display for ConflictInfo {
 fn list_conflicts(conflicts: &[ConflictInfo]) -> String {
     let items: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
     format!("{} conflicting: {}", conflicts.len(), items.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutex::MutexErrorKind;
+
+    #[test]
+    fn every_kind_has_its_class() {
+        let class = |kind| LeaseError::new(kind).class();
+        let s = String::new;
+        assert_eq!(
+            class(LeaseErrorKind::Conflict { conflicts: vec![] }),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            class(LeaseErrorKind::NotHolder {
+                id: s(),
+                holder: s(),
+                token: 1,
+                requested_by: s(),
+            }),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Expired {
+                id: s(),
+                expires_at: SystemTime::UNIX_EPOCH,
+            }),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            class(LeaseErrorKind::InvalidPath {
+                path: s(),
+                reason: s(),
+            }),
+            ErrorClass::Invalid
+        );
+        assert_eq!(
+            class(LeaseErrorKind::InvalidRequest { reason: s() }),
+            ErrorClass::Invalid
+        );
+        assert_eq!(
+            class(LeaseErrorKind::NotFound { id: s() }),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Corrupt {
+                path: "p".into(),
+                reason: s(),
+            }),
+            ErrorClass::Damaged
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Busy {
+                lock_path: "l".into(),
+            }),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Timeout {
+                lock_path: "l".into(),
+                waited: Duration::from_millis(1),
+                holder: None,
+            }),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Mutex {
+                source: MutexError::new("l", MutexErrorKind::Busy),
+            }),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class(LeaseErrorKind::Mutex {
+                source: MutexError::new("l", MutexErrorKind::WouldDeadlock),
+            }),
+            ErrorClass::Failure
+        );
+        // An I/O error of a lease operation is a failure whatever its kind.
+        assert_eq!(
+            class(LeaseErrorKind::Io {
+                path: "p".into(),
+                step: "read",
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+            ErrorClass::Failure
+        );
+    }
 }

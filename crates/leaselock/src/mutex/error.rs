@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::holder::Holder;
+use crate::ErrorClass;
 
 /// An error from taking a [`FileMutex`](super::FileMutex). It names the lock file
 /// ([`MutexError::path`]); match on [`MutexError::kind`] to handle a case.
@@ -194,6 +195,20 @@ impl MutexError {
         matches!(self.kind, MutexErrorKind::Unsafe { .. })
     }
 
+    /// The class of this error: [`ErrorClass::Busy`] when contended
+    /// ([`MutexError::is_contended`]), [`ErrorClass::Damaged`] for an unsafe entry
+    /// ([`MutexError::is_damaged`]), [`ErrorClass::Failure`] for everything else (a network
+    /// file system, a would-be deadlock, an I/O error).
+    pub fn class(&self) -> ErrorClass {
+        if self.is_contended() {
+            ErrorClass::Busy
+        } else if self.is_damaged() {
+            ErrorClass::Damaged
+        } else {
+            ErrorClass::Failure
+        }
+    }
+
     /// The operating system's error, if this is an I/O failure.
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
@@ -228,5 +243,46 @@ impl From<MutexError> for io::Error {
             MutexErrorKind::Unsafe { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_mirror_contended_damaged_and_failure() {
+        let class = |kind| MutexError::new("l", kind).class();
+        assert_eq!(class(MutexErrorKind::Busy), ErrorClass::Busy);
+        assert_eq!(
+            class(MutexErrorKind::Timeout {
+                waited: Duration::from_millis(1),
+                holder: None,
+            }),
+            ErrorClass::Busy
+        );
+        assert_eq!(
+            class(MutexErrorKind::Unsupported { fs: "NFS" }),
+            ErrorClass::Failure
+        );
+        assert_eq!(class(MutexErrorKind::WouldDeadlock), ErrorClass::Failure);
+        // An I/O error of the mutex is a failure whatever its kind.
+        assert_eq!(
+            class(MutexErrorKind::Io {
+                step: Step::Lock,
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+            ErrorClass::Failure
+        );
+    }
+
+    #[test]
+    fn an_unsafe_entry_is_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink("nowhere", dir.path().join("x")).expect("symlink");
+        let root = atomic_file::dir::Dir::open(dir.path()).expect("open");
+        let refused = root.read("x", 16).expect_err("a symlink is refused");
+        let err = MutexError::from_file("l", Step::OpenLock, refused);
+        assert_eq!(err.class(), ErrorClass::Damaged);
     }
 }
