@@ -223,7 +223,7 @@ fn verify(registry: &Registry, reports: &[Report], agents: u32) -> Result<Vec<(b
     let consistent = claimers.iter().all(|(id, agents)| {
         registry
             .show(id)
-            .map(|g| g.claimant.as_deref() == Some(agents[0]) || g.status == Status::Complete)
+            .map(|g| g.claimed_by.as_deref() == Some(agents[0]) || g.status == Status::Complete)
             .unwrap_or(false)
     });
     checks.push((

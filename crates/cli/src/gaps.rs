@@ -184,18 +184,18 @@ pub fn summary_json(gap: &GapSummary) -> Value {
     json!({
         "id": gap.id,
         "seq": gap.seq,
-        "rev": gap.revision,
+        "rev": gap.rev,
         "title": gap.title,
         "type": gap.gap_type,
         "severity": gap.severity,
         "status": gap.status,
         "parent_loop": gap.parent_loop,
         "depends_on": gap.depends_on,
-        "claimed_by": gap.claimant,
+        "claimed_by": gap.claimed_by,
         "claim_expires_at": gap.claim_expires_at.map(|t| t.to_string()),
         "tags": gap.tags,
-        "created_at": gap.created.to_string(),
-        "updated_at": gap.updated.to_string(),
+        "created_at": gap.created_at.to_string(),
+        "updated_at": gap.updated_at.to_string(),
     })
 }
 
@@ -207,7 +207,7 @@ fn gap_rows(gaps: &[GapSummary]) -> Vec<Vec<String>> {
                 g.status.to_string(),
                 g.severity.to_string(),
                 g.parent_loop.clone().unwrap_or_default(),
-                g.claimant.clone().unwrap_or_default(),
+                g.claimed_by.clone().unwrap_or_default(),
                 g.title.clone(),
             ]
         })
@@ -259,13 +259,13 @@ fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
             if !gap.depends_on.is_empty() {
                 writeln!(w, "  depends on: {}", joined(&gap.depends_on))?;
             }
-            if let Some(c) = &gap.claimant {
+            if let Some(c) = &gap.claimed_by {
                 writeln!(w, "  claimed by: {}", escape(c))?;
             }
             if !gap.tags.is_empty() {
                 writeln!(w, "  tags:       {}", joined(&gap.tags))?;
             }
-            writeln!(w, "  revision:   {}", gap.revision)?;
+            writeln!(w, "  revision:   {}", gap.rev)?;
             if !gap.description.is_empty() {
                 // The one field printed over several lines on purpose.
                 writeln!(w, "\n{}", escape_text(&gap.description))?;
@@ -278,7 +278,7 @@ fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
                 escape(verb),
                 escape(&gap.id),
                 gap.status,
-                gap.revision
+                gap.rev
             )
         }
     })?)
@@ -538,7 +538,7 @@ pub fn list(global: &Global, out: Output, args: ListArgs) -> Result {
         parent_loop: args.parent_loop,
         severity: args.severity.as_deref().map(parse).transpose()?,
         gap_type: args.gap_type,
-        claimant: args.claimed_by,
+        claimed_by: args.claimed_by,
         tag: args.tag,
     };
     let checked = registry(global)?.list_checked(&filter)?;

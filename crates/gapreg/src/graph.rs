@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 /// What readiness needs to know about one gap.
 pub(crate) struct GapView<'a> {
     pub status: Status,
-    pub claimant: Option<&'a str>,
+    pub claimed_by: Option<&'a str>,
     pub claim_expires_at: Option<Timestamp>,
     pub parent_loop: Option<&'a str>,
     pub depends_on: &'a [String],
@@ -27,7 +27,7 @@ pub(crate) fn blockers(
     if gap.status.is_closed() || gap.status == Status::Blocked {
         out.push(Blocker::Status { status: gap.status });
     }
-    if let Some(agent) = crate::model::claim_live(gap.claimant, gap.claim_expires_at, now) {
+    if let Some(agent) = crate::model::claim_live(gap.claimed_by, gap.claim_expires_at, now) {
         out.push(Blocker::Claimed {
             agent: agent.to_owned(),
             expires_at: gap.claim_expires_at,

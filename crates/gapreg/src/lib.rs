@@ -2,7 +2,7 @@
 //! number of concurrent writers — agents, scripts, people — without loss or duplication.
 //!
 //! A **gap** is something missing in a repository (`GAP-OP-1091`: title, type, severity,
-//! status, parent loop, dependencies, claimant, plan, tags). A **loop** (an epic) is a markdown
+//! status, parent loop, dependencies, claimed_by, plan, tags). A **loop** (an epic) is a markdown
 //! scope document with YAML front matter; loops can block other loops. A [`Registry`] files
 //! gaps one at a time or in all-or-nothing batches, lists and filters them in registry order,
 //! hands out claims with compare-and-swap semantics, checks status transitions and dependency
@@ -135,7 +135,7 @@ mod time;
 
 pub use doctor::{DoctorReport, Finding, FindingKind};
 pub use error::{ConflictDetail, Error, ErrorKind, Result};
-pub use index::{DamagedFile, IndexLine, parse_index_line};
+pub use index::{DamagedFile, IndexLine, checked_index_line, parse_index_line};
 pub use layout::REGISTRY_DIR;
 pub use loops::{Loop, LoopSpec, parse_loop};
 pub use model::{

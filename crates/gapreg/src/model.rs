@@ -117,7 +117,8 @@ pub struct Gap {
     pub seq: u64,
     /// Starts at 1; every change adds 1. Pass it as `expected_revision` to make an update
     /// conditional.
-    pub revision: u64,
+    #[serde(alias = "revision")]
+    pub rev: u64,
     /// One-line title.
     pub title: String,
     /// Free-text type, e.g. `agent-behavior` or `missing-entry`.
@@ -134,8 +135,8 @@ pub struct Gap {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     /// The agent working on it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claimant: Option<String>,
+    #[serde(default, alias = "claimant", skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// When the claim was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_at: Option<Timestamp>,
@@ -152,9 +153,11 @@ pub struct Gap {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// When it was filed.
-    pub created: Timestamp,
+    #[serde(alias = "created")]
+    pub created_at: Timestamp,
     /// When it last changed.
-    pub updated: Timestamp,
+    #[serde(alias = "updated")]
+    pub updated_at: Timestamp,
     /// When it was last set to `complete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
@@ -166,7 +169,7 @@ pub struct Gap {
 impl Gap {
     /// Whether a claim is in force at `now` (a claim past its expiry is not).
     pub fn claimed_at_time(&self, now: Timestamp) -> Option<&str> {
-        claim_live(self.claimant.as_deref(), self.claim_expires_at, now)
+        claim_live(self.claimed_by.as_deref(), self.claim_expires_at, now)
     }
 
     /// The index summary of this gap.
@@ -174,29 +177,29 @@ impl Gap {
         GapSummary {
             id: self.id.clone(),
             seq: self.seq,
-            revision: self.revision,
+            rev: self.rev,
             status: self.status,
             severity: self.severity,
             gap_type: self.gap_type.clone(),
             parent_loop: self.parent_loop.clone(),
-            claimant: self.claimant.clone(),
+            claimed_by: self.claimed_by.clone(),
             claim_expires_at: self.claim_expires_at,
             tags: self.tags.clone(),
             depends_on: self.depends_on.clone(),
             title: self.title.clone(),
             completed_at: self.completed_at,
-            created: self.created,
-            updated: self.updated,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }
 
 pub(crate) fn claim_live(
-    claimant: Option<&str>,
+    claimed_by: Option<&str>,
     expires: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<&str> {
-    claimant.filter(|_| expires.is_none_or(|e| now < e))
+    claimed_by.filter(|_| expires.is_none_or(|e| now < e))
 }
 
 /// Parses the contents of a gap file (`gaps/<ID>.yaml`). Pure; never panics (a fuzz target
@@ -354,8 +357,7 @@ pub struct GapSummary {
     /// Registry order.
     pub seq: u64,
     /// Revision.
-    #[serde(rename = "rev")]
-    pub revision: u64,
+    pub rev: u64,
     /// Status.
     pub status: Status,
     /// Severity.
@@ -364,11 +366,11 @@ pub struct GapSummary {
     #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub gap_type: String,
     /// Parent loop.
-    #[serde(rename = "loop", default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_loop: Option<String>,
     /// Claimant (even if the claim has expired).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claimant: Option<String>,
+    pub claimed_by: Option<String>,
     /// Claim expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_expires_at: Option<Timestamp>,
@@ -376,7 +378,7 @@ pub struct GapSummary {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Dependencies.
-    #[serde(rename = "deps", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     /// Title.
     pub title: String,
@@ -384,15 +386,15 @@ pub struct GapSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Timestamp>,
     /// When it was filed.
-    pub created: Timestamp,
+    pub created_at: Timestamp,
     /// When it last changed.
-    pub updated: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl GapSummary {
     /// The agent holding a live claim at `now`, if any.
     pub fn claimed_at_time(&self, now: Timestamp) -> Option<&str> {
-        claim_live(self.claimant.as_deref(), self.claim_expires_at, now)
+        claim_live(self.claimed_by.as_deref(), self.claim_expires_at, now)
     }
 }
 
@@ -414,7 +416,7 @@ pub struct Filter {
     /// Only this type.
     pub gap_type: Option<String>,
     /// Only gaps claimed by this agent (expired claims included).
-    pub claimant: Option<String>,
+    pub claimed_by: Option<String>,
     /// Only gaps with this tag.
     pub tag: Option<String>,
 }
@@ -430,9 +432,9 @@ impl Filter {
             && self.severity.is_none_or(|s| s == gap.severity)
             && self.gap_type.as_ref().is_none_or(|t| &gap.gap_type == t)
             && self
-                .claimant
+                .claimed_by
                 .as_ref()
-                .is_none_or(|c| gap.claimant.as_ref() == Some(c))
+                .is_none_or(|c| gap.claimed_by.as_ref() == Some(c))
             && self.tag.as_ref().is_none_or(|t| gap.tags.contains(t))
     }
 }
@@ -449,7 +451,7 @@ pub enum Blocker {
     },
     /// Someone holds a live claim.
     Claimed {
-        /// The claimant.
+        /// The agent holding the claim.
         agent: String,
         /// When the claim lapses.
         expires_at: Option<Timestamp>,

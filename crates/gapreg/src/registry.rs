@@ -117,8 +117,8 @@ impl<T> Checked<T> {
 /// assert_eq!(gap.id, "GAP-OP-1");
 /// let claimed = reg.claim("GAP-OP-1", "CC-3", None)?;
 /// assert_eq!(claimed.status, Status::InProgress);
-/// let done = reg.set_status("GAP-OP-1", Status::Complete, Some(claimed.revision))?;
-/// assert_eq!(done.revision, 3);
+/// let done = reg.set_status("GAP-OP-1", Status::Complete, Some(claimed.rev))?;
+/// assert_eq!(done.rev, 3);
 /// assert!(reg.ready()?.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -1791,7 +1791,7 @@ impl Registry {
         Ok(graph::blockers(
             &GapView {
                 status: gap.status,
-                claimant: gap.claimant.as_deref(),
+                claimed_by: gap.claimed_by.as_deref(),
                 claim_expires_at: gap.claim_expires_at,
                 parent_loop: gap.parent_loop.as_deref(),
                 depends_on: &gap.depends_on,
@@ -1847,8 +1847,8 @@ impl Registry {
         let before = encode_gap(&gap)?;
         let now = Timestamp::now();
         if change(&mut gap, now)? {
-            gap.revision += 1;
-            gap.updated = now;
+            gap.rev += 1;
+            gap.updated_at = now;
             self.write_gap(&gap, Some(before.as_bytes()))?;
             self.append_index(&[&gap]);
         }
@@ -1890,11 +1890,11 @@ impl Registry {
                     None => Ok(false),
                 },
                 None => {
-                    let takeover = gap.claimant.is_some() && gap.status == Status::InProgress;
+                    let takeover = gap.claimed_by.is_some() && gap.status == Status::InProgress;
                     if !takeover {
                         gap.status_before_claim = Some(gap.status);
                     }
-                    gap.claimant = Some(agent.to_owned());
+                    gap.claimed_by = Some(agent.to_owned());
                     gap.claimed_at = Some(now);
                     gap.claim_expires_at = ttl.map(|t| now.after(t));
                     gap.status = Status::InProgress;
@@ -1912,7 +1912,7 @@ impl Registry {
     /// [`ErrorKind::Conflict`] if another agent holds the claim (even an expired one).
     pub fn unclaim(&self, id: &str, agent: &str) -> Result<Gap> {
         check_agent(agent)?;
-        self.update(id, |gap, _| match gap.claimant.as_deref() {
+        self.update(id, |gap, _| match gap.claimed_by.as_deref() {
             None => Ok(false),
             Some(holder) if holder != agent => Err(Error::conflict(
                 id,
@@ -1922,7 +1922,7 @@ impl Registry {
                 },
             )),
             Some(_) => {
-                gap.claimant = None;
+                gap.claimed_by = None;
                 gap.claimed_at = None;
                 gap.claim_expires_at = None;
                 if gap.status == Status::InProgress {
@@ -2056,7 +2056,7 @@ impl Registry {
     /// reg.file(GapSpec::new("old title", Severity::Low))?;
     /// let edit = GapEdit { title: Some("new title".into()), severity: Some(Severity::High), ..GapEdit::default() };
     /// let gap = reg.edit("GAP-OP-1", edit, Some(1))?;
-    /// assert_eq!((gap.title.as_str(), gap.revision), ("new title", 2));
+    /// assert_eq!((gap.title.as_str(), gap.rev), ("new title", 2));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -2259,11 +2259,11 @@ fn check_agent(agent: &str) -> Result<()> {
 
 fn check_revision(gap: &Gap, expected: Option<u64>) -> Result<()> {
     match expected {
-        Some(e) if e != gap.revision => Err(Error::conflict(
+        Some(e) if e != gap.rev => Err(Error::conflict(
             &gap.id,
             ConflictDetail::Revision {
                 expected: e,
-                actual: gap.revision,
+                actual: gap.rev,
             },
         )),
         _ => Ok(()),
@@ -2273,7 +2273,7 @@ fn check_revision(gap: &Gap, expected: Option<u64>) -> Result<()> {
 pub(crate) fn view(g: &GapSummary) -> GapView<'_> {
     GapView {
         status: g.status,
-        claimant: g.claimant.as_deref(),
+        claimed_by: g.claimed_by.as_deref(),
         claim_expires_at: g.claim_expires_at,
         parent_loop: g.parent_loop.as_deref(),
         depends_on: &g.depends_on,
@@ -2404,21 +2404,21 @@ fn new_gap(
     Gap {
         id,
         seq,
-        revision: 1,
+        rev: 1,
         title: s.title.trim().to_owned(),
         gap_type: s.gap_type.trim().to_owned(),
         severity: s.severity.unwrap_or(Severity::Medium),
         status,
         parent_loop: s.parent_loop,
         depends_on: deps,
-        claimant: None,
+        claimed_by: None,
         claimed_at: None,
         claim_expires_at: None,
         status_before_claim: None,
         plan: s.plan,
         tags: s.tags,
-        created: now,
-        updated: now,
+        created_at: now,
+        updated_at: now,
         completed_at: (status == Status::Complete).then_some(now),
         description: s.description,
     }

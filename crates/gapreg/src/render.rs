@@ -142,7 +142,7 @@ pub(crate) fn render(gaps: &[GapSummary], loops: &BTreeMap<String, Loop>) -> Str
                 cell(&g.title),
                 g.completed_at
                     .map_or("-".into(), |t| t.to_string()[..10].to_owned()),
-                cell(g.claimant.as_deref().unwrap_or("-")),
+                cell(g.claimed_by.as_deref().unwrap_or("-")),
             );
         }
         out.push('\n');
@@ -175,7 +175,7 @@ fn gap_table(out: &mut String, gaps: &[&GapSummary]) {
             }),
             g.severity,
             g.status,
-            cell(g.claimant.as_deref().unwrap_or("-")),
+            cell(g.claimed_by.as_deref().unwrap_or("-")),
         );
     }
     out.push('\n');

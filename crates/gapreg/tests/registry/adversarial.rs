@@ -305,7 +305,7 @@ fn adv_expired_claim_race_has_one_winner() {
                 barrier.wait();
                 let r = reg
                     .claim("GAP-OP-1", &agent, Some(Duration::from_secs(600)))
-                    .map(|g| g.claimant.unwrap_or_default())
+                    .map(|g| g.claimed_by.unwrap_or_default())
                     .map_err(|e| e.to_string());
                 (agent, r)
             })
@@ -329,7 +329,7 @@ fn adv_expired_claim_race_has_one_winner() {
     }
     assert!(reg.unclaim("GAP-OP-1", "DEAD-1").is_err());
     assert_eq!(
-        reg.show("GAP-OP-1").expect("show").claimant.as_deref(),
+        reg.show("GAP-OP-1").expect("show").claimed_by.as_deref(),
         Some(winner.as_str())
     );
 }

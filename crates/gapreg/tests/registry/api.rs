@@ -45,7 +45,7 @@ fn filing_assigns_ids_seqs_and_checks_fields() {
     let a = reg.file(spec("a")).expect("file");
     let b = reg.file(spec("b").prefix("SEC")).expect("file");
     let c = reg.file(spec("c").prefix("GAP-OP")).expect("file");
-    assert_eq!((a.id.as_str(), a.seq, a.revision), ("GAP-OP-1", 1, 1));
+    assert_eq!((a.id.as_str(), a.seq, a.rev), ("GAP-OP-1", 1, 1));
     assert_eq!((b.id.as_str(), b.seq), ("GAP-SEC-1", 2));
     assert_eq!((c.id.as_str(), c.seq), ("GAP-OP-2", 3));
     assert_eq!(reg.next_id("GAP-OP").expect("peek").to_string(), "GAP-OP-3");
@@ -185,11 +185,11 @@ fn claims_are_compare_and_swap() {
     reg.file(s).expect("file");
     let g = reg.claim("GAP-OP-1", "CC-1", None).expect("claim");
     assert_eq!(
-        (g.status, g.claimant.as_deref(), g.revision),
+        (g.status, g.claimed_by.as_deref(), g.rev),
         (Status::InProgress, Some("CC-1"), 2)
     );
     let again = reg.claim("GAP-OP-1", "CC-1", None).expect("same agent");
-    assert_eq!(again.revision, 2, "re-claiming changes nothing");
+    assert_eq!(again.rev, 2, "re-claiming changes nothing");
     let err = reg.claim("GAP-OP-1", "CC-2", None).expect_err("taken");
     match err.kind() {
         ErrorKind::Conflict {
@@ -202,17 +202,17 @@ fn claims_are_compare_and_swap() {
     }
     let err = reg
         .unclaim("GAP-OP-1", "CC-2")
-        .expect_err("not the claimant");
+        .expect_err("not the claimed_by");
     assert!(err.to_string().contains("CC-1"), "{err}");
     let g = reg.unclaim("GAP-OP-1", "CC-1").expect("unclaim");
-    assert_eq!((g.status, g.claimant), (Status::Ready, None));
+    assert_eq!((g.status, g.claimed_by), (Status::Ready, None));
     assert!(reg.claim("GAP-OP-1", "has space", None).is_err());
 
     // An expired claim may be taken over; the status from before the first claim survives.
     reg.claim("GAP-OP-1", "CC-1", Some(Duration::ZERO))
         .expect("claim with ttl");
     let g = reg.claim("GAP-OP-1", "CC-2", None).expect("take over");
-    assert_eq!(g.claimant.as_deref(), Some("CC-2"));
+    assert_eq!(g.claimed_by.as_deref(), Some("CC-2"));
     let g = reg.unclaim("GAP-OP-1", "CC-2").expect("unclaim");
     assert_eq!(g.status, Status::Ready);
 
@@ -265,7 +265,7 @@ fn revisions_and_transitions() {
     let g = reg
         .set_status("GAP-OP-2", Status::Complete, Some(1))
         .expect("complete");
-    assert_eq!(g.revision, 2);
+    assert_eq!(g.rev, 2);
     assert!(g.completed_at.is_some());
     // A complete gap may not gain an unfinished dependency; reopened, it may.
     let err = reg
@@ -514,7 +514,7 @@ fn index_is_compacted() {
         after <= 3,
         "{after} lines after compaction (header, gap, stamp)"
     );
-    assert_eq!(reg.show("GAP-OP-1").expect("show").revision, 101);
+    assert_eq!(reg.show("GAP-OP-1").expect("show").rev, 101);
 }
 
 #[test]
@@ -535,9 +535,9 @@ fn writers_compact_the_index_without_readers() {
     let len = std::fs::metadata(&index).expect("index").len();
     assert!(largest <= 300 * 1024, "the index grew to {largest} bytes");
     assert!(len < largest, "never compacted");
-    assert_eq!(reg.show("GAP-OP-1").expect("show").revision, 1501);
+    assert_eq!(reg.show("GAP-OP-1").expect("show").rev, 1501);
     let listed = reg.list(&Filter::default()).expect("list");
-    assert_eq!(listed[0].revision, 1501);
+    assert_eq!(listed[0].rev, 1501);
 }
 
 #[test]
@@ -650,13 +650,11 @@ fn edits_and_loop_status() {
     };
     let g = reg.edit("GAP-OP-1", edit.clone(), Some(1)).expect("edit");
     assert_eq!(
-        (g.title.as_str(), g.parent_loop.as_deref(), g.revision),
+        (g.title.as_str(), g.parent_loop.as_deref(), g.rev),
         ("renamed", None, 2)
     );
     assert_eq!(
-        reg.edit("GAP-OP-1", edit.clone(), None)
-            .expect("no-op")
-            .revision,
+        reg.edit("GAP-OP-1", edit.clone(), None).expect("no-op").rev,
         2
     );
     let err = reg
@@ -739,10 +737,7 @@ fn gap_files_are_readable_yaml_and_round_trip() {
     s.plan = Some("plans/epic03.md".into());
     let g = reg.file(s).expect("file");
     let text = std::fs::read_to_string(reg.gap_path(&g.id)).expect("read");
-    assert!(
-        text.starts_with("id: GAP-OP-1\nseq: 1\nrevision: 1\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("id: GAP-OP-1\nseq: 1\nrev: 1\n"), "{text}");
     assert!(text.contains("type: agent-behavior\n"), "{text}");
     let back = gapreg::parse_gap_yaml(text.as_bytes()).expect("parse");
     assert_eq!(back, g);
@@ -750,4 +745,20 @@ fn gap_files_are_readable_yaml_and_round_trip() {
     // Unknown fields (from a newer version or a hand edit) are ignored.
     let extra = format!("{text}future_field: 1\n");
     assert_eq!(gapreg::parse_gap_yaml(extra.as_bytes()).expect("parse"), g);
+}
+
+/// Gap files written before the field names were unified (`revision`, `claimant`, `created`,
+/// `updated`) still read, and are written back with the one name each field has now.
+#[test]
+fn gap_files_with_the_old_field_names_read() {
+    let old = "id: GAP-OP-1\nseq: 1\nrevision: 4\ntitle: t\nseverity: high\nstatus: in-progress\n\
+               claimant: CC-3\ncreated: 2026-01-01T00:00:00Z\nupdated: 2026-01-02T00:00:00Z\n";
+    let g = gapreg::parse_gap_yaml(old.as_bytes()).expect("old names parse");
+    assert_eq!((g.rev, g.claimed_by.as_deref()), (4, Some("CC-3")));
+    assert_eq!(g.updated_at.to_string(), "2026-01-02T00:00:00Z");
+    let text = gapreg::gap_to_yaml(&g).expect("yaml");
+    for new in ["rev: 4\n", "claimed_by: CC-3\n", "created_at: ", "updated_at: "] {
+        assert!(text.contains(new), "{new:?} missing from {text}");
+    }
+    assert!(!text.contains("revision") && !text.contains("claimant"), "{text}");
 }

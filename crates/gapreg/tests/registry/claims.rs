@@ -50,15 +50,15 @@ fn sixty_four_way_claim_race_has_one_winner() {
         }
         assert_eq!(winners.len(), 1, "{target}: winners {winners:?}");
         let (winner, gap) = &winners[0];
-        assert_eq!(gap.claimant.as_deref(), Some(winner.as_str()));
-        assert_eq!((gap.status, gap.revision), (Status::InProgress, 2));
+        assert_eq!(gap.claimed_by.as_deref(), Some(winner.as_str()));
+        assert_eq!((gap.status, gap.rev), (Status::InProgress, 2));
         assert_eq!(losers.len(), AGENTS - 1);
         assert!(
             losers.iter().all(|l| l == winner),
             "a loser named someone else"
         );
         let stored = reg.show(target).expect("show");
-        assert_eq!(stored.claimant.as_deref(), Some(winner.as_str()));
+        assert_eq!(stored.claimed_by.as_deref(), Some(winner.as_str()));
         // The winner claiming again still succeeds.
         assert!(reg.claim(target, winner, None).is_ok());
     }
@@ -92,7 +92,7 @@ fn sixty_four_processes_claim_one_gap() {
         "a loser was told another winner"
     );
     assert_eq!(
-        reg.show("GAP-OP-1").expect("show").claimant.as_deref(),
+        reg.show("GAP-OP-1").expect("show").claimed_by.as_deref(),
         Some(won[0].as_str())
     );
 }

@@ -90,11 +90,11 @@ fn op() -> impl Strategy<Value = Op> {
 struct MGap {
     id: String,
     seq: u64,
-    revision: u64,
+    rev: u64,
     severity: Severity,
     status: Status,
     before: Option<Status>,
-    claimant: Option<String>,
+    claimed_by: Option<String>,
     /// The claim has lapsed (zero TTL).
     expired: bool,
     parent: Option<String>,
@@ -154,11 +154,11 @@ impl Model {
         let g = MGap {
             id: format!("GAP-OP-{}", self.next_id),
             seq: self.next_seq,
-            revision: 1,
+            rev: 1,
             severity: s.severity.unwrap_or(Severity::Medium),
             status: s.status.unwrap_or(Status::Open),
             before: None,
-            claimant: None,
+            claimed_by: None,
             expired: false,
             parent: s.parent_loop.clone(),
             deps: s.depends_on.clone(),
@@ -193,7 +193,7 @@ impl Model {
             .filter(|g| {
                 !g.status.is_closed()
                     && g.status != Status::Blocked
-                    && (g.claimant.is_none() || g.expired)
+                    && (g.claimed_by.is_none() || g.expired)
                     && g.deps.iter().all(|d| self.dep_complete(d))
                     && g.parent.as_deref() != Some("LOOP-C")
             })
@@ -206,9 +206,9 @@ impl Model {
 fn same(real: &Gap, m: &MGap) {
     assert_eq!(real.id, m.id);
     assert_eq!(real.seq, m.seq, "{}", m.id);
-    assert_eq!(real.revision, m.revision, "{}", m.id);
+    assert_eq!(real.rev, m.rev, "{}", m.id);
     assert_eq!(real.status, m.status, "{}", m.id);
-    assert_eq!(real.claimant, m.claimant, "{}", m.id);
+    assert_eq!(real.claimed_by, m.claimed_by, "{}", m.id);
     assert_eq!(real.depends_on, m.deps, "{}", m.id);
     assert_eq!(real.parent_loop, m.parent, "{}", m.id);
     assert_eq!(real.severity, m.severity, "{}", m.id);
@@ -287,7 +287,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
                 );
                 return;
             }
-            let live = mg.claimant.clone().filter(|_| !mg.expired);
+            let live = mg.claimed_by.clone().filter(|_| !mg.expired);
             match live {
                 Some(holder) if holder != agent => {
                     let err = result.expect_err(&ctx);
@@ -304,19 +304,19 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
                 Some(_) => {
                     if *ttl0 {
                         mg.expired = true;
-                        mg.revision += 1;
+                        mg.rev += 1;
                     }
                     same(&result.expect(&ctx), mg);
                 }
                 None => {
-                    let takeover = mg.claimant.is_some() && mg.status == Status::InProgress;
+                    let takeover = mg.claimed_by.is_some() && mg.status == Status::InProgress;
                     if !takeover {
                         mg.before = Some(mg.status);
                     }
                     mg.status = Status::InProgress;
-                    mg.claimant = Some(agent.to_owned());
+                    mg.claimed_by = Some(agent.to_owned());
                     mg.expired = *ttl0;
-                    mg.revision += 1;
+                    mg.rev += 1;
                     same(&result.expect(&ctx), mg);
                 }
             }
@@ -326,7 +326,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
             let agent = AGENTS[*a];
             let result = reg.unclaim(&id, agent);
             let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
-            match mg.claimant.clone() {
+            match mg.claimed_by.clone() {
                 None => same(&result.expect(&ctx), mg),
                 Some(holder) if holder != agent => {
                     assert!(
@@ -335,20 +335,20 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
                     )
                 }
                 Some(_) => {
-                    mg.claimant = None;
+                    mg.claimed_by = None;
                     mg.expired = false;
                     if mg.status == Status::InProgress {
                         mg.status = mg.before.unwrap_or(Status::Open);
                     }
                     mg.before = None;
-                    mg.revision += 1;
+                    mg.rev += 1;
                     same(&result.expect(&ctx), mg);
                 }
             }
         }
         Op::SetStatus(g, st, e) => {
             let Some(id) = pick(m, *g) else { return };
-            let rev = m.get(&id).expect("model gap").revision;
+            let rev = m.get(&id).expect("model gap").rev;
             let expected = match e {
                 0 => None,
                 1 => Some(rev),
@@ -388,7 +388,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
                     mg.before = None;
                 }
                 mg.status = *st;
-                mg.revision += 1;
+                mg.rev += 1;
                 same(&result.expect(&ctx), mg);
             }
         }
@@ -429,7 +429,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
             } else {
                 let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
                 mg.deps.push(on);
-                mg.revision += 1;
+                mg.rev += 1;
                 same(&result.expect(&ctx), mg);
             }
         }
@@ -440,7 +440,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
             let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
             if mg.deps.contains(&on) {
                 mg.deps.retain(|d| *d != on);
-                mg.revision += 1;
+                mg.rev += 1;
                 same(&result.expect(&ctx), mg);
             } else {
                 assert!(result.is_err(), "{ctx}");
@@ -484,8 +484,8 @@ fn check_all(reg: &Registry, m: &Model, step: usize) {
     for (g, mg) in listed.iter().zip(&m.gaps) {
         assert_eq!(g.id, mg.id, "step {step}: registry order");
         assert_eq!(
-            (g.revision, g.status, &g.claimant, &g.depends_on),
-            (mg.revision, mg.status, &mg.claimant, &mg.deps),
+            (g.rev, g.status, &g.claimed_by, &g.depends_on),
+            (mg.rev, mg.status, &mg.claimed_by, &mg.deps),
             "step {step}: {}",
             mg.id
         );
