@@ -69,7 +69,7 @@ pub mod checksum;
 pub mod dir;
 mod error;
 mod imp;
-mod lock;
+pub mod lock;
 mod recover;
 mod replace;
 mod temp;
@@ -270,7 +270,7 @@ impl Options {
         let target = Target::resolve(path)?;
         let lock_path = target.lock_path();
         let lock_file = open_lock_file(&lock_path, &target)?;
-        let locked = lock::with_exclusive(lock_file, Wait::Up(self.lock_timeout), |_| {
+        let locked = lock::with_exclusive(lock_file, Wait::within(self.lock_timeout), |_| {
             let old = match self.read(&target.path) {
                 Ok(data) => Some(data),
                 Err(e) if e.is_not_found() => None,

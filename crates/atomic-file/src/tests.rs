@@ -458,8 +458,7 @@ fn update_times_out_with_a_distinct_error() {
     let path = d.path().join("busy.json");
     let lock_path = d.path().join(".busy.json.lock");
     let held = fs::File::create(&lock_path).expect("lock file");
-    let mut held = fd_lock::RwLock::new(held);
-    let _guard = held.write().expect("hold the lock");
+    assert!(lock::lock(&held, lock::Mode::Exclusive, lock::Wait::Never).expect("hold the lock"));
     let opts = Options::new().lock_timeout(std::time::Duration::from_millis(30));
     let err = opts
         .update(&path, |_| Ok::<_, Error>(b"x".to_vec()))
@@ -517,8 +516,7 @@ fn recover_keeps_a_locked_temp_even_if_its_pid_is_dead() {
     let d = dir();
     let temp = d.path().join(".x.4194999-00112233445566ff.atomic-tmp");
     let file = fs::File::create(&temp).expect("temp");
-    let mut lock = fd_lock::RwLock::new(file);
-    let _held = lock.write().expect("lock");
+    assert!(lock::lock(&file, lock::Mode::Exclusive, lock::Wait::Never).expect("lock"));
     let report = recover(d.path()).expect("recover");
     assert_eq!(report.in_use, std::slice::from_ref(&temp));
     assert!(temp.exists());

@@ -92,8 +92,10 @@ fn live_tickets(dir: &Path) -> usize {
                 .filter_map(Result::ok)
                 .filter(|e| e.file_name().to_string_lossy().starts_with("t-"))
                 .filter(|e| {
-                    fs::File::open(e.path())
-                        .is_ok_and(|f| fd_lock::RwLock::new(f).try_read().is_err())
+                    fs::File::open(e.path()).is_ok_and(|f| {
+                        use atomic_file::lock::{Mode, Wait, lock};
+                        !lock(&f, Mode::Shared, Wait::Never).expect("try the ticket")
+                    })
                 })
                 .count()
         })

@@ -207,8 +207,8 @@ fn recover_keeps_a_locked_temp_even_if_its_pid_is_dead() {
     let path = dir.path().join(temp_name("x", dead_pid()));
     fs::write(&path, b"writing").expect("write");
     let file = fs::File::open(&path).expect("open");
-    let mut lock = fd_lock::RwLock::new(file);
-    let _guard = lock.write().expect("lock");
+    use atomic_file::lock::{Mode, Wait, lock};
+    assert!(lock(&file, Mode::Exclusive, Wait::Never).expect("lock"));
     let report = atomic_file::recover(dir.path()).expect("recover");
     assert!(path.exists());
     assert_eq!(report.in_use, [path]);

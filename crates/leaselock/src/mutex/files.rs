@@ -20,6 +20,19 @@
 //! tickets: the listing skips them (and never removes them). Files the mutex creates take the
 //! directory's owner when root creates them in another user's directory, so `sudo` cannot leave
 //! root-owned lock or queue files that lock the owner out.
+//!
+//! Every lock is taken through [`atomic_file::lock`], the workspace's one module that touches
+//! the operating system's locks. A lock taken there is not tied to a guard: it stays held on
+//! the open file description until `unlock` or the last close (the kernel's clean-up when a
+//! process dies).
+//!
+//! Lock order, for the whole mutex module: a waiter takes the *registration* (shared lock on
+//! `waiters`), then the `seq` lock, under which it creates and locks its own ticket without
+//! waiting, then releases `seq`; then it waits for the ticket ahead (shared) or, at the head,
+//! for the main lock. So waits only go from a ticket to an earlier ticket or to the main lock,
+//! whose holders wait for nothing in the queue; `seq` is held only across non-blocking steps;
+//! the fast path's check takes `waiters` exclusively *without waiting* and drops it at once.
+//! The waits-for graph is acyclic, so these locks cannot deadlock.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -30,9 +43,9 @@ use std::sync::OnceLock;
 use atomic_file::dir::{Dir, FileKind};
 
 use super::error::{MutexError, Step};
-use super::os::{self, Mode, Wait};
 use super::queue::Queue;
 use super::sync::Mutex;
+use atomic_file::lock::{self as os_lock, Mode, Wait};
 
 /// The shared state of a [`FileMutex`](super::FileMutex) and its clones: paths, the lock file's
 /// directory, and a cache of idle descriptors (never shared by two holders at once, since a
@@ -276,10 +289,10 @@ impl Queue for Files<'_> {
             Some(file) => file,
             None => inner.open_in_queue("waiters", Step::Register)?.1,
         };
-        let free = os::lock(&file, Mode::Exclusive, Wait::Never)
+        let free = os_lock::lock(&file, Mode::Exclusive, Wait::Never)
             .map_err(|e| inner.err(Step::Register, e))?;
         if free {
-            os::unlock(&file).map_err(|e| inner.err(Step::Register, e))?;
+            os_lock::unlock(&file).map_err(|e| inner.err(Step::Register, e))?;
         }
         if let Ok(mut idle) = inner.idle_check.lock() {
             *idle = Some(file);
@@ -290,7 +303,7 @@ impl Queue for Files<'_> {
     fn lock_main(&self, mode: Mode, wait: Wait) -> Result<Option<Held>, MutexError> {
         let inner = self.0;
         let (file, writable) = inner.take_main()?;
-        match os::lock(&file, mode, wait) {
+        match os_lock::lock(&file, mode, wait) {
             Ok(true) => Ok(Some(Held {
                 file,
                 mode,
@@ -309,7 +322,7 @@ impl Queue for Files<'_> {
         let (_, file) = inner.open_in_queue("waiters", Step::Register)?;
         // Only a newcomer's momentary exclusive check can be in the way.
         let locked =
-            os::lock(&file, Mode::Shared, wait).map_err(|e| inner.err(Step::Register, e))?;
+            os_lock::lock(&file, Mode::Shared, wait).map_err(|e| inner.err(Step::Register, e))?;
         Ok(locked.then_some(Registration(file)))
     }
 
@@ -317,7 +330,7 @@ impl Queue for Files<'_> {
         let inner = self.0;
         let err = |e| inner.err(Step::TakeTicket, e);
         let (queue, seq) = inner.open_in_queue("seq", Step::TakeTicket)?;
-        os::lock(&seq, Mode::Exclusive, Wait::Forever).map_err(err)?;
+        os_lock::lock(&seq, Mode::Exclusive, Wait::Forever).map_err(err)?;
         let mut text = Vec::new();
         (&seq).take(SEQ_LIMIT).read_to_end(&mut text).map_err(err)?;
         let counted = std::str::from_utf8(&text)
@@ -343,7 +356,7 @@ impl Queue for Files<'_> {
                 // Locked before `seq` is released: the only waiters that ever look at ticket
                 // `n` are numbered after it, so they take their numbers after this lock.
                 Some(file) => {
-                    if os::lock(&file, Mode::Exclusive, Wait::Never).map_err(err)? {
+                    if os_lock::lock(&file, Mode::Exclusive, Wait::Never).map_err(err)? {
                         write_counter(&seq, n).map_err(err)?;
                         // Closing `seq` releases its lock.
                         return Ok((n, Ticket(file, queue)));
@@ -375,7 +388,7 @@ impl Queue for Files<'_> {
         };
         // Its owner holds it exclusively while it waits; shared, so that several waiters (ours
         // and any that re-target after a timeout) can wait on the same ticket.
-        if !os::lock(&file, Mode::Shared, wait).map_err(|e| inner.err(Step::WaitTurn, e))? {
+        if !os_lock::lock(&file, Mode::Shared, wait).map_err(|e| inner.err(Step::WaitTurn, e))? {
             return Ok(false);
         }
         // Its owner is gone: it took the main lock (and left its name for us), or gave up (and

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::os::Mode;
+use atomic_file::lock::Mode;
 
 /// Bytes of a holder record, padding included.
 pub(crate) const RECORD_LEN: usize = 256;

@@ -118,7 +118,6 @@
 mod error;
 mod files;
 mod holder;
-mod os;
 mod queue;
 mod sync;
 
@@ -131,8 +130,8 @@ use atomic_file::dir::Dir;
 pub use error::{MutexError, MutexErrorKind, Step};
 pub use holder::Holder;
 
+use atomic_file::lock::{self as os_lock, Mode, Wait};
 use files::{Files, Held, Inner, Key};
-use os::{Mode, Wait};
 use sync::Arc;
 
 /// An advisory, first-come-first-served lock on a lock-file path, shared between processes
@@ -345,7 +344,7 @@ impl FileMutex {
         }
         let path = &self.inner.path;
         let (file, writable) = self.inner.open_main()?;
-        match os::network_fs(&file) {
+        match os_lock::network_fs(&file) {
             Ok(None) => {}
             Ok(Some(fs)) => return Err(self.error(MutexErrorKind::Unsupported { fs })),
             Err(e) => return Err(MutexError::io(path, Step::CheckFileSystem, e)),
@@ -420,7 +419,7 @@ impl MutexGuard {
             return Ok(());
         };
         held::remove(self.key, self.thread);
-        match os::unlock(&held.file) {
+        match os_lock::unlock(&held.file) {
             Ok(()) => {
                 self.inner.put_main(held.file, held.writable);
                 Ok(())

@@ -5,7 +5,7 @@
 //! [`Queue`] method is one step whose effect the other participants see atomically; the file
 //! implementation documents how it keeps each step atomic (or harmlessly retryable) on disk.
 
-use super::os::{Mode, Wait};
+use atomic_file::lock::{Mode, Wait};
 
 /// The steps of the waiting protocol. See the module docs of [`crate::mutex`] for the files
 /// behind each step.

@@ -27,7 +27,9 @@ fn live_tickets(mutex: &FileMutex) -> Vec<u64> {
         .into_iter()
         .filter(|&n| {
             let path = mutex.inner.queue_dir().join(format!("t-{n:020}"));
-            fs::File::open(path).is_ok_and(|f| fd_lock::RwLock::new(f).try_read().is_err())
+            fs::File::open(path).is_ok_and(|f| {
+                !os_lock::lock(&f, Mode::Shared, Wait::Never).expect("try the ticket's lock")
+            })
         })
         .collect()
 }
@@ -51,7 +53,11 @@ fn network_file_systems_are_recognised_by_magic() {
         (0x00C3_6400, "CephFS"),
         (0x0102_1997, "9P"),
     ] {
-        assert_eq!(os::network_fs_name(magic), Some(name), "{magic:#x}");
+        assert_eq!(
+            atomic_file::lock::network_fs_name(magic),
+            Some(name),
+            "{magic:#x}"
+        );
     }
     // ext4, tmpfs, btrfs, xfs, overlayfs, zfs: local.
     for magic in [
@@ -62,7 +68,11 @@ fn network_file_systems_are_recognised_by_magic() {
         0x794C_7630,
         0x2FC1_2FC1,
     ] {
-        assert_eq!(os::network_fs_name(magic), None, "{magic:#x}");
+        assert_eq!(
+            atomic_file::lock::network_fs_name(magic),
+            None,
+            "{magic:#x}"
+        );
     }
 }
 
@@ -70,7 +80,7 @@ fn network_file_systems_are_recognised_by_magic() {
 fn the_temp_dir_is_not_a_network_file_system() {
     let dir = temp();
     let file = fs::File::open(dir.path()).expect("open");
-    assert_eq!(os::network_fs(&file).expect("fstatfs"), None);
+    assert_eq!(atomic_file::lock::network_fs(&file).expect("fstatfs"), None);
 }
 
 #[test]
