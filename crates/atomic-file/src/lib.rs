@@ -70,6 +70,7 @@ pub mod dir;
 mod error;
 mod imp;
 pub mod lock;
+pub mod process;
 mod recover;
 mod replace;
 mod temp;

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Creates `path` exclusively. A temp file that will replace an existing (`private`) file is
 /// created `0o600`, so nobody else can open it while it is written, whatever the old file's
@@ -133,35 +133,17 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Whether the writer `pid` that created a file at `created` may still be running: a process
-/// with that pid exists, and (where `/proc` tells) it started before the file was created —
+/// with that pid exists, and (where [`crate::process`] tells) it started before the file was created —
 /// a process that started later merely reuses the pid of a dead writer.
 pub fn writer_alive(pid: u32, created: Option<SystemTime>) -> bool {
     if !process_alive(pid) {
         return false;
     }
-    match (created, process_start(pid)) {
+    match (created, crate::process::start_time(pid)) {
         // Start times are rounded down, so "after" is never claimed wrongly.
         (Some(created), Some(started)) => started <= created,
         _ => true,
     }
-}
-
-/// When process `pid` started, from `/proc/PID/stat` (field 22, clock ticks after boot) and
-/// the boot time in `/proc/stat`. `None` where `/proc` does not tell.
-fn process_start(pid: u32) -> Option<SystemTime> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
-    let boot: u64 = fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let hz = rustix::param::clock_ticks_per_second().max(1);
-    Some(UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// Whether a process with this pid exists on this host (a zombie counts as existing).

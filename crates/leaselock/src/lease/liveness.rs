@@ -1,4 +1,5 @@
 //! Holder liveness: this process's facts, and proving another holder on this host dead.
+//! Every `/proc` read goes through [`atomic_file::process`].
 //!
 //! A holder is judged dead only on proof, never on doubt:
 //! - a different host: no verdict (only expiry counts);
@@ -7,7 +8,7 @@
 //! - no process with that pid, a zombie with that pid, or a process with that pid but a
 //!   different start time (pid reuse): dead.
 
-use std::fs;
+use atomic_file::process;
 
 use super::record::HolderFacts;
 
@@ -15,24 +16,24 @@ use super::record::HolderFacts;
 pub(crate) fn current_facts() -> HolderFacts {
     let pid = std::process::id();
     HolderFacts {
-        host: host_name(),
-        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        host: crate::mutex::host_name().to_owned(),
+        boot_id: process::boot_id(),
         pid,
-        start_time: proc_stat(pid).map(|s| s.start_time),
-        pid_ns: pid_namespace(),
+        start_time: process::stat(pid).map(|s| s.start_ticks),
+        pid_ns: process::pid_namespace(),
     }
 }
 
 /// The facts of process `pid` on this host (`me` gives host, boot and namespace), or `None` if
 /// no such process runs.
 pub(crate) fn facts_of(pid: u32, me: &HolderFacts) -> Option<HolderFacts> {
-    let stat = proc_stat(pid)?;
+    let stat = process::stat(pid)?;
     if stat.state == 'Z' || stat.state == 'X' {
         return None;
     }
     Some(HolderFacts {
         pid,
-        start_time: Some(stat.start_time),
+        start_time: Some(stat.start_ticks),
         ..me.clone()
     })
 }
@@ -45,45 +46,6 @@ pub(crate) fn ttl_only(me: &HolderFacts) -> HolderFacts {
         start_time: None,
         ..me.clone()
     }
-}
-
-fn host_name() -> String {
-    read_trimmed("/proc/sys/kernel/hostname")
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "unknown-host".to_owned())
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-fn pid_namespace() -> Option<String> {
-    fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
-}
-
-struct ProcStat {
-    state: char,
-    start_time: u64,
-}
-
-/// Reads state (field 3) and start time (field 22) of `/proc/<pid>/stat`. The command name
-/// (field 2) may contain spaces and parentheses, so fields are counted after the last `)`.
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
-}
-
-fn parse_stat(text: &str) -> Option<ProcStat> {
-    let after = &text[text.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // `after` starts at field 3 (state); field 22 is 19 further on.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
 }
 
 /// `Some(reason)` when the holder described by `facts` is provably dead, judged from this
@@ -105,25 +67,25 @@ pub(crate) fn holder_dead(facts: &HolderFacts, me: &HolderFacts) -> Option<Strin
     if facts.pid_ns != me.pid_ns || me.pid_ns.is_none() {
         return None;
     }
-    if !std::path::Path::new("/proc/self/stat").exists() {
+    if !process::available() {
         return None;
     }
-    match proc_stat(facts.pid) {
+    match process::stat(facts.pid) {
         None => {
-            if std::path::Path::new(&format!("/proc/{}", facts.pid)).exists() {
+            if process::listed(facts.pid) {
                 None
             } else {
                 Some(format!("no process {} exists on {}", facts.pid, facts.host))
             }
         }
-        Some(stat) if matches!(stat.state, 'Z' | 'X' | 'x') => Some(format!(
+        Some(stat) if stat.has_exited() => Some(format!(
             "process {} on {} has exited (state {})",
             facts.pid, facts.host, stat.state
         )),
         Some(stat) => match facts.start_time {
-            Some(start) if start != stat.start_time => Some(format!(
+            Some(start) if start != stat.start_ticks => Some(format!(
                 "pid {} on {} now belongs to another process (start time {} instead of {start})",
-                facts.pid, facts.host, stat.start_time
+                facts.pid, facts.host, stat.start_ticks
             )),
             _ => None,
         },
@@ -133,14 +95,6 @@ pub(crate) fn holder_dead(facts: &HolderFacts, me: &HolderFacts) -> Option<Strin
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_odd_command_names() {
-        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2 3";
-        let stat = parse_stat(line).expect("parses");
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.start_time, 987_654);
-    }
 
     #[test]
     fn this_process_is_alive() {

@@ -101,16 +101,15 @@ pub(crate) fn parse(contents: &[u8]) -> Option<Holder> {
     })
 }
 
-/// This machine's host name (read once).
+/// This machine's host name (read once), as holder records and leases name it: the kernel's
+/// ([`atomic_file::process::host_name`]), else `$HOSTNAME`, else `unknown-host`.
 pub(crate) fn host_name() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
+        atomic_file::process::host_name()
             .or_else(|| std::env::var("HOSTNAME").ok())
-            .or_else(|| std::env::var("COMPUTERNAME").ok())
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
+            .unwrap_or_else(|| "unknown-host".to_owned())
     })
 }

@@ -129,6 +129,7 @@ use atomic_file::dir::Dir;
 
 pub use error::{MutexError, MutexErrorKind, Step};
 pub use holder::Holder;
+pub(crate) use holder::host_name;
 
 use atomic_file::lock::{self as os_lock, Mode, Wait};
 use files::{Files, Held, Inner, Key};
