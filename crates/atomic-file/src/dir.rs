@@ -278,7 +278,7 @@ impl Dir {
                     Some(p) if !p.as_os_str().is_empty() => p,
                     _ => Path::new("."),
                 };
-                imp::sync_dir(parent).map_err(|e| Error::io(parent, Step::SyncDir, e))?;
+                crate::sync_dir(parent)?;
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(path, Step::CreateDir, e)),
@@ -393,11 +393,11 @@ impl Dir {
                 }
                 // The new entry must survive a power cut before anything durable is put in
                 // the new directory.
-                if let Err(e) = rustix::fs::fsync(self.fd()) {
+                if let Err(e) = self.sync_naming(&path) {
                     // Not known to be durable: take it back, so a failure leaves nothing.
                     drop(dir);
                     let _ = rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR);
-                    return Err(Error::io(&path, Step::SyncDir, e.into()));
+                    return Err(e);
                 }
                 Ok(dir)
             }
@@ -597,7 +597,7 @@ impl Dir {
             return Err(e);
         }
         if opts.durability == Durability::Full {
-            rustix::fs::fsync(self.fd()).map_err(|e| Error::io(&path, Step::SyncDir, e.into()))?;
+            self.sync_naming(&path)?;
         }
         Ok(())
     }
@@ -631,7 +631,13 @@ impl Dir {
 
     /// `fsync` of this directory: makes the creations, renames and removals inside it durable.
     pub fn sync(&self) -> Result<()> {
-        rustix::fs::fsync(self.fd()).map_err(|e| Error::io(&self.path, Step::SyncDir, e.into()))
+        self.sync_naming(&self.path)
+    }
+
+    /// `fsync` of this directory, a failure naming `path` (the entry whose change it makes
+    /// durable): the one place a `Dir` syncs its descriptor.
+    fn sync_naming(&self, path: &Path) -> Result<()> {
+        rustix::fs::fsync(self.fd()).map_err(|e| Error::io(path, Step::SyncDir, e.into()))
     }
 
     /// Removes the regular file `name`. Returns whether it existed. Anything else at `name`

@@ -324,6 +324,25 @@ pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
     temp::parse(name).is_some()
 }
 
+/// `fsync` of the directory at `path`: makes the creations, renames and removals inside it
+/// durable. The one directory sync of the path API (every write here ends with it); inside a
+/// [`dir::Dir`] use [`dir::Dir::sync`], which syncs the descriptor already open. A failure is
+/// [`Step::SyncDir`] naming the directory.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::rename(
+///     atomic_file::write(dir.path().join("a"), b"1").map(|()| dir.path().join("a"))?,
+///     dir.path().join("b"),
+/// )?;
+/// atomic_file::sync_dir(dir.path())?; // the rename is durable now
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sync_dir(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    imp::sync_dir(path).map_err(|e| Error::io(path, Step::SyncDir, e))
+}
+
 /// Atomically and durably replaces (or creates) the file at `path` with `contents`.
 ///
 /// ```
