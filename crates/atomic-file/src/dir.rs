@@ -60,7 +60,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use crate::error::{Error, ErrorKind, Result, Step};
 use crate::lock::{self, LockError, Wait};
 use crate::recover::Recovery;
-use crate::{Durability, Options, checksum, imp, temp};
+use crate::{Durability, Options, checksum, temp};
 
 /// What kind of entry a path names, without following a symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
