@@ -21,7 +21,8 @@
 //!   sibling lock file `.NAME.lock` (never on the data file, whose inode each rename replaces),
 //!   reads, calls your closure, writes atomically and unlocks. Concurrent updaters in different
 //!   processes never lose an update; waiting has a timeout that is its own error kind.
-//! - [`recover`] removes the temp files of writers that were killed mid-write, and only those.
+//! - [`recover`] removes the temp files of writers that were killed mid-write, and only those;
+//!   [`recover_dry_run`] reports what it would remove.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -86,7 +87,7 @@ use serde::de::DeserializeOwned;
 
 pub use checksum::Corruption;
 pub use error::{Error, ErrorClass, ErrorKind, Result, Step};
-pub use recover::{Recovery, recover};
+pub use recover::{Recovery, recover, recover_dry_run};
 pub use typed::Format;
 
 use lock::{LockError, Wait};

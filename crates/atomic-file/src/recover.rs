@@ -14,11 +14,12 @@ use crate::lock::{self, LockError, Wait};
 #[cfg(not(unix))]
 use crate::{imp, temp};
 
-/// What [`recover`] found.
+/// What [`recover`] (or [`recover_dry_run`]) found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovery {
-    /// Leftover temp files of dead writers, now removed.
+    /// Leftover temp files of dead writers: removed by [`recover`], to be removed by
+    /// [`recover_dry_run`].
     pub removed: Vec<PathBuf>,
     /// Temp files of writers that are still running, left alone.
     pub in_use: Vec<PathBuf>,
@@ -52,15 +53,35 @@ pub struct Recovery {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn recover(dir: impl AsRef<Path>) -> Result<Recovery> {
-    recover_in(dir.as_ref())
+    recover_in(dir.as_ref(), true)
+}
+
+/// What [`recover`] would do in `dir`, without removing anything: the same checks (a temp
+/// name, a regular file, no writer holding its lock, the writer's process gone), the leftovers
+/// of dead writers listed in [`Recovery::removed`]. For a `doctor` that reports before it
+/// repairs. (A writer may die or finish between this report and a later [`recover`], so the
+/// two lists can differ.)
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// // A temp file of a writer that cannot exist (a pid above Linux's limit).
+/// let leftover = dir.path().join(".state.json.4194999-00112233445566ff.atomic-tmp");
+/// std::fs::write(&leftover, b"half")?;
+/// let report = atomic_file::recover_dry_run(dir.path())?;
+/// assert_eq!(report.removed, [leftover.clone()]);
+/// assert!(leftover.exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recover_dry_run(dir: impl AsRef<Path>) -> Result<Recovery> {
+    recover_in(dir.as_ref(), false)
 }
 
 /// Unix: through a [`Dir`](crate::dir::Dir), so a directory that is a symlink is refused
 /// ([`ErrorKind::WrongType`](crate::ErrorKind::WrongType)) rather than followed, and every
 /// removal is an `unlinkat` inside the opened directory.
 #[cfg(unix)]
-fn recover_in(dir: &Path) -> Result<Recovery> {
-    let mut report = crate::dir::Dir::open_beneath(dir)?.recover(true)?;
+fn recover_in(dir: &Path, remove: bool) -> Result<Recovery> {
+    let mut report = crate::dir::Dir::open_beneath(dir)?.recover(remove)?;
     report.removed.sort();
     report.in_use.sort();
     report.skipped.sort();
@@ -68,7 +89,7 @@ fn recover_in(dir: &Path) -> Result<Recovery> {
 }
 
 #[cfg(not(unix))]
-fn recover_in(dir: &Path) -> Result<Recovery> {
+fn recover_in(dir: &Path, remove: bool) -> Result<Recovery> {
     let mut report = Recovery::default();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, Step::ListDir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, Step::ListDir, e))?;
@@ -80,7 +101,7 @@ fn recover_in(dir: &Path) -> Result<Recovery> {
             continue;
         }
         let path = entry.path();
-        match remove_if_dead(&path, pid) {
+        match remove_if_dead(&path, pid, remove) {
             Ok(true) => report.removed.push(path),
             Ok(false) => report.in_use.push(path),
             // Renamed into place or removed by someone else meanwhile.
@@ -95,14 +116,18 @@ fn recover_in(dir: &Path) -> Result<Recovery> {
     Ok(report)
 }
 
+/// Whether the temp file at `path` belongs to a dead writer, removing it if `remove`.
 #[cfg(not(unix))]
-fn remove_if_dead(path: &Path, pid: u32) -> io::Result<bool> {
+fn remove_if_dead(path: &Path, pid: u32, remove: bool) -> io::Result<bool> {
     let file = imp::open_for_lock(path)?;
     let removed = lock::with_exclusive(file, Wait::Never, |file: &mut File| {
         if !writer_gone(file, pid)? {
             return Ok(false);
         }
-        fs::remove_file(path).map(|()| true)
+        if remove {
+            fs::remove_file(path)?;
+        }
+        Ok(true)
     });
     match removed {
         Ok(result) => result,

@@ -599,3 +599,25 @@ fn write_keeps_acls_and_extended_attributes() {
         .arg(&path));
     assert_eq!(attr, "agent-7");
 }
+
+#[test]
+fn recover_dry_run_reports_without_removing() {
+    let d = dir();
+    let dead = d
+        .path()
+        .join(".reg.json.4194999-00112233445566ff.atomic-tmp");
+    let mine = temp::path_for(
+        d.path(),
+        std::ffi::OsStr::new("reg.json"),
+        std::process::id(),
+    );
+    for p in [&dead, &mine] {
+        fs::write(p, b"x").expect("seed");
+    }
+    let dry = recover_dry_run(d.path()).expect("dry run");
+    assert_eq!(dry.removed, std::slice::from_ref(&dead));
+    assert_eq!(dry.in_use, std::slice::from_ref(&mine));
+    assert!(dead.exists() && mine.exists(), "a dry run removes nothing");
+    assert_eq!(recover(d.path()).expect("recover"), dry);
+    assert!(!dead.exists() && mine.exists());
+}
