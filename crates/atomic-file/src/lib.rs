@@ -314,6 +314,21 @@ fn open_lock_file(lock_path: &Path, target: &Target) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// The suffix of every temp file this crate creates: `.NAME.PID-RANDOM.atomic-tmp` (so a
+/// `.gitignore` line `.*.atomic-tmp` covers them; [`is_temp_name`] tells them exactly).
+pub const TEMP_SUFFIX: &str = temp::SUFFIX;
+
+/// The name of the sibling lock file that [`update`] creates beside the file named
+/// `target_name`: `.NAME.lock` (shortened, with a checksum of the whole name, when that would
+/// be longer than 255 bytes).
+///
+/// ```
+/// assert_eq!(atomic_file::lock_file_name("ids.json".as_ref()), ".ids.json.lock");
+/// ```
+pub fn lock_file_name(target_name: &std::ffi::OsStr) -> std::ffi::OsString {
+    temp::lock_name(target_name)
+}
+
 /// Whether `name` is one of this crate's temp file names (`.NAME.PID-RANDOM.atomic-tmp`), so
 /// that other crates never match them by hand.
 ///

@@ -39,7 +39,7 @@ fn template(root: &Path) -> Lease {
 
 fn populate(root: &Path, n: usize) -> Vec<Lease> {
     let template = template(root);
-    let dir = root.join(".gapreg/leases");
+    let dir = root.join(leaselock::lease::DEFAULT_LEASES_DIR);
     let mut all = Vec::with_capacity(n);
     for i in 0..n {
         let mut lease = template.clone();

@@ -460,6 +460,7 @@ fn a_lost_or_reset_token_counter_never_reissues_a_token() -> Result {
 fn a_leases_directory_without_its_counter_is_corrupt_not_new() -> Result {
     let root = tempfile::tempdir()?;
     fs::create_dir_all(root.path().join(".gapreg/leases"))?;
+    let opts = || opts().leases_dir(".gapreg/leases");
     let leases = Leases::open_with(root.path(), opts())?;
     let err = leases
         .acquire(&LeaseRequest::exclusive("a").file("f"))

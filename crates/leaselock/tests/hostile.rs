@@ -186,8 +186,11 @@ impl World {
         .expect("plant");
     }
 
+    /// gapreg's layout (`.gapreg/leases`, two components under the root), so that a link at
+    /// either is tried.
     fn opts() -> LeaseOptions {
         LeaseOptions::new()
+            .leases_dir(".gapreg/leases")
             .durability(Durability::NoSync)
             .lock_timeout(Duration::from_secs(5))
     }

@@ -27,7 +27,7 @@ fn layout_is_one_json_file_per_lease_and_a_token_file() -> Result {
             .file("./src//a.rs")
             .task("t"),
     )?;
-    let dir = root.path().join(".gapreg/leases");
+    let dir = root.path().join(leaselock::lease::DEFAULT_LEASES_DIR);
     assert_eq!(leases.leases_dir(), dir);
     let file = dir.join(format!("{}.lease.json", grant.lease.id));
     let bytes = fs::read(&file)?;

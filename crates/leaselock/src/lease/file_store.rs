@@ -101,11 +101,16 @@ use super::error::{LeaseError, LeaseErrorKind, describe};
 use super::record::{LEASE_FILE_LIMIT, LEASE_SUFFIX, Lease, decode_file, validate};
 use super::store::{CorruptEntry, Entry, LeaseStore, WriteFailed};
 
-pub(crate) const TOKEN_FILE: &str = "token.json";
-pub(crate) const INDEX_FILE: &str = "index.json";
-pub(crate) const GENERATION_FILE: &str = "generation";
-/// The root mutex's lock file in the leases directory (its queue is `lock.queue/`).
-pub(crate) const LOCK_FILE: &str = "lock";
+/// The fencing-token counter in the leases directory (checksummed JSON `{"last": N}`; the
+/// truth, never to be deleted or tracked by a version control system).
+pub const TOKEN_FILE: &str = "token.json";
+/// The cache of parsed leases in the leases directory (checksummed, rebuilt when damaged).
+pub const INDEX_FILE: &str = "index.json";
+/// The change marker in the leases directory (checksummed, a cache).
+pub const GENERATION_FILE: &str = "generation";
+/// The root mutex's lock file in the leases directory (its queue is `lock.queue/`, see
+/// [`crate::mutex::QUEUE_SUFFIX`]).
+pub const LOCK_FILE: &str = "lock";
 const TOKEN_LIMIT: u64 = 4 << 10;
 const GENERATION_LIMIT: u64 = 4 << 10;
 const INDEX_LIMIT: u64 = 256 << 20;

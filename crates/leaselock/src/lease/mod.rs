@@ -79,7 +79,7 @@
 //! # Storage
 //!
 //! One checksummed JSON file per lease, `<leases dir>/<id>.lease.json` (default leases dir:
-//! `<root>/.gapreg/leases/`), each replaced atomically and durably. `token.json` holds the
+//! `<root>/.leaselock/`, [`DEFAULT_LEASES_DIR`]), each replaced atomically and durably. `token.json` holds the
 //! fencing-token counter (created with the directory); `generation` a random marker that every
 //! change replaces (and the last token again); `index.json` a cache for new processes. Reads
 //! are served from a cache verified against the files: when the generation is unchanged an
@@ -92,6 +92,7 @@
 
 mod error;
 mod file_store;
+
 mod liveness;
 mod path;
 mod protocol;
@@ -112,11 +113,25 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use atomic_file::Durability;
 pub use error::{ConflictInfo, LeaseError, LeaseErrorKind};
+pub use file_store::{GENERATION_FILE, INDEX_FILE, LOCK_FILE, TOKEN_FILE};
 pub use file_store::{REPAIR_MARGIN, TokenState};
 pub use path::{Claim, normalize_path, overlaps};
 pub use protocol::{Grant, LeaseStatus, Released, SweepReport, Swept, find_conflicts};
+pub use record::LEASE_SUFFIX;
 pub use record::{HolderFacts, Lease, Mode, TakeOver};
 pub use store::CorruptEntry;
+
+/// The leases directory, relative to the root, when [`LeaseOptions::leases_dir`] is not set:
+/// `.leaselock`. (gapreg sets its own, `.gapreg/leases`.) Everything leaselock keeps lives in
+/// it: lease files ([`LEASE_SUFFIX`]), [`TOKEN_FILE`], [`GENERATION_FILE`], [`INDEX_FILE`],
+/// the root mutex's [`LOCK_FILE`] and its queue, and, for an instant while the directory is
+/// first created, a staging directory beside it named `.<dir>`[`STAGING_INFIX`]`<pid>-<random>`.
+pub const DEFAULT_LEASES_DIR: &str = ".leaselock";
+
+/// What the staging directory's name holds after `.<leases dir name>`: `.init-` and the
+/// creator's pid and a random number. Only ever seen while a leases directory is created (or
+/// left by a creator that died then).
+pub const STAGING_INFIX: &str = ".init-";
 
 use atomic_file::dir::Dir;
 
@@ -173,7 +188,7 @@ impl Default for LeaseOptions {
 }
 
 impl LeaseOptions {
-    /// Defaults: leases in `<root>/.gapreg/leases/`, 5 s skew margin, 30 s mutex timeout,
+    /// Defaults: leases in `<root>/.leaselock/` ([`DEFAULT_LEASES_DIR`]), 5 s skew margin, 30 s mutex timeout,
     /// liveness checks on, full durability, the system clock.
     pub fn new() -> LeaseOptions {
         LeaseOptions {
@@ -412,8 +427,8 @@ impl Leases {
     /// Opens the leases of `root` with `opts`.
     ///
     /// The leases directory is reached from `root` (canonicalized: the caller's choice) one
-    /// component at a time without following a symlink, so `.gapreg` or `.gapreg/leases`
-    /// planted as a link to elsewhere is refused ([`LeaseErrorKind::Corrupt`]) instead of
+    /// component at a time without following a symlink, so a leases directory (or any
+    /// directory on its way, such as `.gapreg` of `.gapreg/leases`) planted as a link to elsewhere is refused ([`LeaseErrorKind::Corrupt`]) instead of
     /// followed. (A configured leases directory outside `root` is the caller's choice too:
     /// only its last component is checked.) A missing leases directory is created atomically
     /// together with its fencing-token counter: made under a temporary name, `token.json`
@@ -426,7 +441,7 @@ impl Leases {
             .map_err(|e| LeaseError::io(root, "resolve the lease root", e))?;
         let dir = match &opts.leases_dir {
             Some(dir) => root.join(dir),
-            None => root.join(".gapreg").join("leases"),
+            None => root.join(DEFAULT_LEASES_DIR),
         };
         let leases_dir = open_leases_dir(&root, &root_canonical, &dir, opts.durability)?;
         Ok(Leases {
@@ -899,7 +914,7 @@ fn create_leases_dir(
     let mut staging_name = std::ffi::OsString::from(".");
     staging_name.push(name);
     staging_name.push(format!(
-        ".init-{}-{:016x}",
+        "{STAGING_INFIX}{}-{:016x}",
         std::process::id(),
         fastrand::u64(..)
     ));

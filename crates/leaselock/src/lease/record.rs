@@ -127,8 +127,8 @@ pub struct Lease {
     pub took_over: Vec<TakeOver>,
 }
 
-/// The suffix of a lease file's name: `<id>.lease.json`.
-pub(crate) const LEASE_SUFFIX: &str = ".lease.json";
+/// The suffix of a lease file's name in the leases directory: `<id>.lease.json`.
+pub const LEASE_SUFFIX: &str = ".lease.json";
 /// The largest lease file read, in bytes (a request is bounded well below it).
 pub(crate) const LEASE_FILE_LIMIT: u64 = 4 << 20;
 

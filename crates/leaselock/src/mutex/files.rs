@@ -114,7 +114,7 @@ impl Inner {
 
     fn build(path: PathBuf, parent: PathBuf, name: OsString, dir: OnceLock<Dir>) -> Inner {
         let mut queue_name = name.clone();
-        queue_name.push(".queue");
+        queue_name.push(super::QUEUE_SUFFIX);
         Inner {
             path,
             parent,

@@ -131,6 +131,10 @@ pub use error::{MutexError, MutexErrorKind, Step};
 pub use holder::Holder;
 pub(crate) use holder::host_name;
 
+/// What the queue directory's name adds to its lock file's: the lock file `L` keeps its wait
+/// queue in the directory `L.queue/` beside it (see the [module docs](self)).
+pub const QUEUE_SUFFIX: &str = ".queue";
+
 use atomic_file::lock::{self as os_lock, Mode, Wait};
 use files::{Files, Held, Inner, Key};
 use sync::Arc;
