@@ -169,7 +169,7 @@ impl Registry {
         };
         if pending_kind == Some(FileKind::File) {
             let finished = if repair {
-                self.finish_batch()
+                self.files.finish_batch()
             } else {
                 Ok(false)
             };
@@ -262,7 +262,7 @@ impl Registry {
         }
 
         // Gap files.
-        let (gaps, bad) = self.scan_gap_files()?;
+        let (gaps, bad) = self.files.scan_gap_files()?;
         report.gaps = gaps.len() + bad.len();
         let mut max_number: BTreeMap<String, u64> = BTreeMap::new();
         let mut note_max = |name: &str| {
@@ -349,7 +349,7 @@ impl Registry {
         }
 
         // Loops.
-        let (loops, bad_loops) = self.scan_loop_files()?;
+        let (loops, bad_loops) = self.files.scan_loop_files()?;
         report.loops = loops.len() + bad_loops.len();
         for (path, reason) in bad_loops {
             report.add(
@@ -540,7 +540,7 @@ impl Registry {
             .filter(|(stem, g)| *stem == g.id)
             .map(|(_, g)| (g.id.clone(), g.summary()))
             .collect();
-        let stamp_ok = self.gaps_stamp().ok() == scan.last_stamp;
+        let stamp_ok = self.files.gaps_stamp().ok() == scan.last_stamp;
         let indexed: HashMap<String, crate::model::GapSummary> = scan
             .gaps
             .iter()
@@ -550,7 +550,7 @@ impl Registry {
             // Rebuilding cannot fail on a damaged index file of the wrong type (a FIFO, a
             // directory): that is reported above and left to a person.
             let repaired = repair && root.kind(INDEX)?.is_none_or(|k| k == FileKind::File) && {
-                let _ = self.rebuild_index()?;
+                let _ = self.files.rebuild_index()?;
                 root.read(INDEX, MAX_INDEX_BYTES).is_ok()
             };
             report.findings.push(Finding {
@@ -581,7 +581,7 @@ impl Registry {
             return Ok(());
         };
         if repair {
-            for p in self.clear_staging()? {
+            for p in self.files.clear_staging()? {
                 report.findings.push(Finding {
                     kind: FindingKind::IncompleteBatch,
                     subject: p.display().to_string(),

@@ -34,24 +34,7 @@ pub(crate) fn blockers(
         });
     }
     for dep in gap.depends_on {
-        if let Some(status) = gap_status(dep) {
-            if status != Status::Complete {
-                out.push(Blocker::Gap {
-                    id: dep.clone(),
-                    status,
-                });
-            }
-        } else if let Some(l) = loops.get(dep) {
-            if !l.is_complete() {
-                out.push(Blocker::Loop {
-                    id: dep.clone(),
-                    status: l.status.clone(),
-                    via: None,
-                });
-            }
-        } else {
-            out.push(Blocker::Missing { id: dep.clone() });
-        }
+        out.extend(unfinished_dep(dep, gap_status, loops));
     }
     if let Some(parent) = gap.parent_loop.and_then(|p| loops.get(p)) {
         for dep in &parent.depends_on {
@@ -67,6 +50,31 @@ pub(crate) fn blockers(
         }
     }
     out
+}
+
+/// The one rule of "is this dependency finished": a gap when it is `complete`, a loop when
+/// [`Loop::is_complete`] (`complete`, `closed`, ...). `None` when finished; otherwise why
+/// not. `gap_status` looks up gaps (`None`: no such gap).
+pub(crate) fn unfinished_dep(
+    dep: &str,
+    gap_status: &dyn Fn(&str) -> Option<Status>,
+    loops: &BTreeMap<String, Loop>,
+) -> Option<Blocker> {
+    if let Some(status) = gap_status(dep) {
+        return (status != Status::Complete).then(|| Blocker::Gap {
+            id: dep.to_owned(),
+            status,
+        });
+    }
+    match loops.get(dep) {
+        Some(l) if l.is_complete() => None,
+        Some(l) => Some(Blocker::Loop {
+            id: dep.to_owned(),
+            status: l.status.clone(),
+            via: None,
+        }),
+        None => Some(Blocker::Missing { id: dep.to_owned() }),
+    }
 }
 
 /// If adding the edge `from -> to` closes a cycle, the cycle `from -> to -> ... -> from`.

@@ -131,6 +131,8 @@ pub mod loops;
 mod model;
 mod registry;
 pub mod render;
+pub mod store;
+mod sync;
 mod time;
 
 pub use doctor::{DoctorReport, Finding, FindingKind};
@@ -142,6 +144,7 @@ pub use model::{
     Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, LoopCount, Severity, Status, Summary,
     gap_to_yaml, parse_gap_yaml,
 };
+pub use registry::ops::Engine;
 pub use registry::{Checked, Config, MAX_BATCH, MAX_DESCRIPTION, Registry, SEQ_PREFIX, gap_prefix};
 pub use time::Timestamp;
 pub use {atomic_file, idreserve, leaselock};

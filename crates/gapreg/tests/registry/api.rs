@@ -757,8 +757,16 @@ fn gap_files_with_the_old_field_names_read() {
     assert_eq!((g.rev, g.claimed_by.as_deref()), (4, Some("CC-3")));
     assert_eq!(g.updated_at.to_string(), "2026-01-02T00:00:00Z");
     let text = gapreg::gap_to_yaml(&g).expect("yaml");
-    for new in ["rev: 4\n", "claimed_by: CC-3\n", "created_at: ", "updated_at: "] {
+    for new in [
+        "rev: 4\n",
+        "claimed_by: CC-3\n",
+        "created_at: ",
+        "updated_at: ",
+    ] {
         assert!(text.contains(new), "{new:?} missing from {text}");
     }
-    assert!(!text.contains("revision") && !text.contains("claimant"), "{text}");
+    assert!(
+        !text.contains("revision") && !text.contains("claimant"),
+        "{text}"
+    );
 }
