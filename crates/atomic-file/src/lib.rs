@@ -74,6 +74,7 @@ pub mod lock;
 pub mod process;
 mod recover;
 mod replace;
+mod sync;
 mod temp;
 #[cfg(test)]
 mod tests;

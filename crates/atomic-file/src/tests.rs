@@ -621,3 +621,36 @@ fn recover_dry_run_reports_without_removing() {
     assert_eq!(recover(d.path()).expect("recover"), dry);
     assert!(!dead.exists() && mine.exists());
 }
+
+#[cfg(unix)]
+#[test]
+fn rename_dir_moves_a_directory_and_refuses_links_and_full_targets() {
+    use crate::dir::{Dir, FileKind};
+    let d = dir();
+    let root = Dir::open(d.path()).expect("open");
+    root.create_dir("a").expect("a");
+    assert!(!root.rename_dir("missing", &root, "b").expect("missing"));
+    assert!(root.rename_dir("a", &root, "b").expect("moved"));
+    assert_eq!(root.kind("b").expect("kind"), Some(FileKind::Dir));
+    // A link, at either end, is refused and left alone.
+    std::os::unix::fs::symlink("b", d.path().join("link")).expect("symlink");
+    let err = root.rename_dir("link", &root, "c").expect_err("a link");
+    assert!(matches!(err.kind(), ErrorKind::WrongType { .. }), "{err}");
+    let err = root
+        .rename_dir("b", &root, "link")
+        .expect_err("onto a link");
+    assert!(matches!(err.kind(), ErrorKind::WrongType { .. }), "{err}");
+    // Onto a non-empty directory: the OS's error, nothing moved.
+    root.create_dir("full")
+        .expect("full")
+        .write("x", b"1", &Options::new().durability(Durability::NoSync))
+        .expect("x");
+    let err = root.rename_dir("b", &root, "full").expect_err("not empty");
+    assert!(
+        err.io_error()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some(),
+        "{err}"
+    );
+    assert_eq!(root.kind("b").expect("kind"), Some(FileKind::Dir));
+}

@@ -23,6 +23,7 @@ compile_error!(
 
 pub mod lease;
 pub mod mutex;
+mod sync;
 pub mod time;
 
 /// The class of an error (what an exit code or a retry loop needs), shared by every crate of

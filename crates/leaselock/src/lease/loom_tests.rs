@@ -9,7 +9,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use loom::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex};
 use loom::thread;
 
 use super::protocol::{self, Ctx, Releaser, Request};

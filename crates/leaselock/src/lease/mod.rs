@@ -105,10 +105,10 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+use crate::sync::{Arc, Mutex, MutexGuard};
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use atomic_file::Durability;
@@ -932,30 +932,28 @@ fn create_leases_dir(
         cleanup();
         return Err(LeaseError::file(step, e));
     }
-    // TODO(atomic-file): `Dir::rename_dir` on the descriptor. Until then a rename by path: it
-    // only ever moves our own, uniquely named staging directory, and never onto anything but
-    // a missing or empty directory, so a path swapped meanwhile makes it fail, not misfire.
-    let from = parent.join(&staging_name);
-    let to = parent.join(name);
-    match std::fs::rename(&from, &to) {
-        Ok(()) => {
+    // `renameat` on the descriptor: it only ever moves our own, uniquely named staging
+    // directory, and never onto anything but a missing or empty directory.
+    match parent.rename_dir(&staging_name, parent, name) {
+        Ok(_) => {
             if durability == Durability::Full {
                 parent.sync().map_err(|e| LeaseError::file(step, e))?;
             }
         }
         // Created by someone else meanwhile (rename onto a non-empty directory fails).
         Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(code) if code == rustix::io::Errno::EXIST.raw_os_error()
-                    || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
-            ) =>
+            if e.io_error()
+                .and_then(std::io::Error::raw_os_error)
+                .is_some_and(|code| {
+                    code == rustix::io::Errno::EXIST.raw_os_error()
+                        || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
+                }) =>
         {
             cleanup();
         }
         Err(e) => {
             cleanup();
-            return Err(LeaseError::io(to, step, e));
+            return Err(LeaseError::file(step, e));
         }
     }
     parent

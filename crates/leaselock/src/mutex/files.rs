@@ -34,17 +34,17 @@
 //! the fast path's check takes `waiters` exclusively *without waiting* and drops it at once.
 //! The waits-for graph is acyclic, so these locks cannot deadlock.
 
+use crate::sync::unmodelled::OnceLock;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use atomic_file::dir::{Dir, FileKind};
 
 use super::error::{MutexError, Step};
 use super::queue::Queue;
-use super::sync::Mutex;
+use crate::sync::Mutex;
 use atomic_file::lock::{self as os_lock, Mode, Wait};
 
 /// The shared state of a [`FileMutex`](super::FileMutex) and its clones: paths, the lock file's

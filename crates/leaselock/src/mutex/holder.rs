@@ -5,8 +5,8 @@
 //! old record or the new one (a torn read just fails to parse and names no holder). Writing it
 //! is best effort: a read-only lock file or a full disk never fails a lock that was taken.
 
+use crate::sync::unmodelled::OnceLock;
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;

@@ -119,7 +119,6 @@ mod error;
 mod files;
 mod holder;
 mod queue;
-mod sync;
 
 use std::path::{Path, PathBuf};
 use std::thread::ThreadId;
@@ -135,9 +134,9 @@ pub(crate) use holder::host_name;
 /// queue in the directory `L.queue/` beside it (see the [module docs](self)).
 pub const QUEUE_SUFFIX: &str = ".queue";
 
+use crate::sync::Arc;
 use atomic_file::lock::{self as os_lock, Mode, Wait};
 use files::{Files, Held, Inner, Key};
-use sync::Arc;
 
 /// An advisory, first-come-first-served lock on a lock-file path, shared between processes
 /// and threads. See the [module docs](self) for the guarantees and the protocol.
@@ -324,7 +323,7 @@ impl FileMutex {
         if let Some(held) = queue::acquire(&Files(&self.inner), mode, Wait::Never)? {
             return Ok(Some(held));
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = crate::sync::unmodelled::mpsc::sync_channel(1);
         let inner = self.inner.clone();
         std::thread::Builder::new()
             .name("leaselock-wait".into())
@@ -445,13 +444,13 @@ impl Drop for MutexGuard {
 /// never end.
 mod held {
     use super::Key;
-    use std::sync::Mutex;
+    use crate::sync::unmodelled::{Mutex, MutexGuard};
     use std::thread::ThreadId;
 
     // A process-wide table outside any loom model, so plain std.
     static HELD: Mutex<Vec<(Key, ThreadId)>> = Mutex::new(Vec::new());
 
-    fn table() -> std::sync::MutexGuard<'static, Vec<(Key, ThreadId)>> {
+    fn table() -> MutexGuard<'static, Vec<(Key, ThreadId)>> {
         HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

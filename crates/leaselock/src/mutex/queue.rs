@@ -93,7 +93,7 @@ mod tests {
     //! differ from `Forever` only in giving up, which `leave` covers).
 
     use super::*;
-    use crate::mutex::sync::{Arc, Condvar, Mutex};
+    use crate::sync::{Arc, Condvar, Mutex};
     use std::collections::BTreeSet;
 
     #[derive(Default)]

@@ -1,0 +1,186 @@
+//! Changing and listing the entries of a [`Dir`]: removing and renaming files and
+//! directories by name, listing them with their types, and recovering leftover temp files.
+
+use super::*;
+
+impl Dir {
+    /// Removes the regular file `name`. Returns whether it existed. Anything else at `name`
+    /// (a symlink, a directory) is refused and left alone.
+    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        if !self.file_exists(name)? {
+            return Ok(false);
+        }
+        match rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.join(name), Step::Remove, e.into())),
+        }
+    }
+
+    /// Removes the empty child directory `name` (not a symlink). Returns whether it existed.
+    pub fn remove_dir(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        match self.kind(name)? {
+            None => return Ok(false),
+            Some(FileKind::Dir) => {}
+            Some(kind) => return Err(wrong_type(self.join(name), kind, FileKind::Dir)),
+        }
+        match rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.join(name), Step::Remove, e.into())),
+        }
+    }
+
+    /// Renames the regular file `from` in this directory to `to` in `to_dir` (which may be
+    /// this directory), replacing a regular file there. Returns `false` if `from` does not
+    /// exist. Both names are checked: neither may be a symlink or a directory.
+    pub fn rename_file(
+        &self,
+        from: impl AsRef<OsStr>,
+        to_dir: &Dir,
+        to: impl AsRef<OsStr>,
+    ) -> Result<bool> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        if !self.file_exists(from)? {
+            return Ok(false);
+        }
+        to_dir.file_exists(to)?;
+        match rustix::fs::renameat(self.fd(), from, to_dir.fd(), to) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(self.join(from), Step::Rename, e.into())),
+        }
+    }
+
+    /// Renames the directory `from` in this directory to `to` in `to_dir` (which may be this
+    /// directory), with `renameat` on the descriptors: nothing is reached by path. `to` must
+    /// be missing or an empty directory (a non-empty one fails with the OS's `EEXIST` or
+    /// `ENOTEMPTY`, kept in [`Error::io_error`]). Returns `false` if `from` does not exist.
+    /// Neither name may be a symlink or a file ([`ErrorKind::WrongType`]). Not synced: call
+    /// [`Dir::sync`] on both directories to make the rename durable.
+    ///
+    /// ```
+    /// use atomic_file::{Options, dir::Dir};
+    ///
+    /// let tmp = tempfile::tempdir()?;
+    /// let root = Dir::open(tmp.path())?;
+    /// root.create_dir(".state.init")?.write("counter", b"0", &Options::new())?;
+    /// assert!(root.rename_dir(".state.init", &root, "state")?);
+    /// root.sync()?;
+    /// assert_eq!(root.open_dir("state")?.expect("moved").read("counter", 16)?.as_deref(), Some(&b"0"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rename_dir(
+        &self,
+        from: impl AsRef<OsStr>,
+        to_dir: &Dir,
+        to: impl AsRef<OsStr>,
+    ) -> Result<bool> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        match self.kind(from)? {
+            None => return Ok(false),
+            Some(FileKind::Dir) => {}
+            Some(kind) => return Err(wrong_type(self.join(from), kind, FileKind::Dir)),
+        }
+        match to_dir.kind(to)? {
+            None | Some(FileKind::Dir) => {}
+            Some(kind) => return Err(wrong_type(to_dir.join(to), kind, FileKind::Dir)),
+        }
+        match rustix::fs::renameat(self.fd(), from, to_dir.fd(), to) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(to_dir.join(to), Step::Rename, e.into())),
+        }
+    }
+
+    /// Every entry of this directory but `.` and `..`, sorted by name, with its type (never
+    /// following a symlink).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let list_err = |e: rustix::io::Errno| Error::io(&self.path, Step::ListDir, e.into());
+        // A fresh descriptor: reading a directory moves its offset.
+        let fd = rustix::fs::openat(self.fd(), ".", base_flags() | dir_flags(), Mode::empty())
+            .map_err(list_err)?;
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => match self.kind(name)? {
+                    Some(kind) => kind,
+                    None => continue,
+                },
+                t => FileKind::of(t),
+            };
+            out.push(Entry {
+                name: name.to_os_string(),
+                kind,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The crate's leftover temp files in this directory whose writers are gone; with
+    /// `remove`, removes them (otherwise only reports them, a dry run). Files of live writers
+    /// and anything that is not a regular file are left alone (see [`crate::recover`]).
+    pub fn recover(&self, remove: bool) -> Result<Recovery> {
+        let mut report = Recovery::default();
+        for entry in self.entries()? {
+            let Some(pid) = temp::parse(&entry.name) else {
+                continue;
+            };
+            if entry.kind != FileKind::File {
+                continue;
+            }
+            let path = self.join(&entry.name);
+            // Read-only, or write-only when this user may only write it (a leftover of a
+            // write-only file): either is enough for the lock.
+            let opened = match self.open_with(&entry.name, OFlags::RDONLY, false) {
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
+                {
+                    self.open_with(&entry.name, OFlags::WRONLY, false)
+                }
+                other => other,
+            };
+            let file = match opened {
+                Ok(Some(file)) => file,
+                Ok(None) => continue,
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
+                {
+                    report.skipped.push(path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let dead = lock::with_exclusive(file, Wait::Never, |file: &mut File| {
+                if !crate::recover::writer_gone(file, pid)? {
+                    return Ok(false);
+                }
+                if remove {
+                    match rustix::fs::unlinkat(self.fd(), &*entry.name, AtFlags::empty()) {
+                        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                        Err(e) => return Err(io::Error::from(e)),
+                    }
+                }
+                Ok(true)
+            });
+            match dead {
+                Ok(Ok(true)) => report.removed.push(path),
+                Ok(Ok(false)) | Err(LockError::Busy { .. }) => report.in_use.push(path),
+                Ok(Err(e)) | Err(LockError::Io(e)) => {
+                    return Err(Error::io(path, Step::RemoveTemp, e));
+                }
+            }
+        }
+        Ok(report)
+    }
+}
