@@ -16,9 +16,11 @@ pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// std primitives used outside any loom model, on purpose: a `static` table (loom's `Mutex`
-/// has no `const fn new`), `OnceLock` caches of facts about this process and host, and the
-/// channel to a helper thread that is never part of a model.
+/// has no `const fn new`), `OnceLock` caches of facts about this process and host, the
+/// channel to a helper thread that is never part of a model, and the `Arc<dyn Clock>` of the
+/// public `LeaseOptions` (loom's `Arc` cannot hold a trait object, and a public signature must
+/// not change with `cfg(loom)`).
 pub(crate) mod unmodelled {
     #[allow(unused_imports)]
-    pub(crate) use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 }

@@ -105,7 +105,8 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::unmodelled::Arc;
+use crate::sync::{Mutex, MutexGuard};
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
