@@ -63,6 +63,7 @@ use crate::sync::Arc;
 use crate::{Durability, Options, checksum, temp};
 
 mod entries;
+mod flush;
 mod open;
 mod read_write;
 

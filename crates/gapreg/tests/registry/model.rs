@@ -1,10 +1,17 @@
 //! Model-based test: random sequences of file, file_batch, claim, unclaim, set_status,
 //! add/remove dependency, list and ready against a plain in-memory reference model; the
-//! registry's answers and state must match the model's after every step.
+//! registry's answers and state must match the model's after every step — run over both
+//! stores: the registry's files, and the engine over the in-memory stores.
 
 use std::collections::BTreeMap;
 
-use gapreg::{ConflictDetail, ErrorKind, Filter, Gap, GapSpec, Registry, Severity, Status};
+use std::time::Duration;
+
+use gapreg::store::{ManualClock, MemCoordination, MemDocuments};
+use gapreg::{
+    ConflictDetail, Engine, ErrorKind, Filter, Gap, GapSpec, GapSummary, Registry, Result,
+    Severity, Status,
+};
 use proptest::prelude::*;
 
 use crate::util::{scratch, write_loop};
@@ -214,25 +221,147 @@ fn same(real: &Gap, m: &MGap) {
     assert_eq!(real.severity, m.severity, "{}", m.id);
 }
 
+/// What the model drives: the registry on files, or the engine over memory.
+trait Target {
+    fn file(&self, spec: GapSpec) -> Result<Gap>;
+    fn file_batch(&self, specs: Vec<GapSpec>) -> Result<Vec<Gap>>;
+    fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap>;
+    fn unclaim(&self, id: &str, agent: &str) -> Result<Gap>;
+    fn set_status(&self, id: &str, status: Status, rev: Option<u64>) -> Result<Gap>;
+    fn add_dependency(&self, id: &str, on: &str) -> Result<Gap>;
+    fn remove_dependency(&self, id: &str, on: &str) -> Result<Gap>;
+    fn list(&self, filter: &Filter) -> Result<Vec<GapSummary>>;
+    fn ready(&self) -> Result<Vec<GapSummary>>;
+}
+
+impl Target for Registry {
+    fn file(&self, spec: GapSpec) -> Result<Gap> {
+        Registry::file(self, spec)
+    }
+    fn file_batch(&self, specs: Vec<GapSpec>) -> Result<Vec<Gap>> {
+        Registry::file_batch(self, specs)
+    }
+    fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap> {
+        Registry::claim(self, id, agent, ttl)
+    }
+    fn unclaim(&self, id: &str, agent: &str) -> Result<Gap> {
+        Registry::unclaim(self, id, agent)
+    }
+    fn set_status(&self, id: &str, status: Status, rev: Option<u64>) -> Result<Gap> {
+        Registry::set_status(self, id, status, rev)
+    }
+    fn add_dependency(&self, id: &str, on: &str) -> Result<Gap> {
+        Registry::add_dependency(self, id, on)
+    }
+    fn remove_dependency(&self, id: &str, on: &str) -> Result<Gap> {
+        Registry::remove_dependency(self, id, on)
+    }
+    fn list(&self, filter: &Filter) -> Result<Vec<GapSummary>> {
+        Registry::list(self, filter)
+    }
+    fn ready(&self) -> Result<Vec<GapSummary>> {
+        Registry::ready(self)
+    }
+}
+
+/// The in-memory stores, and a clock that never moves (a zero TTL has lapsed at once).
+#[derive(Default)]
+struct Mem {
+    docs: MemDocuments,
+    coord: MemCoordination,
+    clock: ManualClock,
+}
+
+impl Mem {
+    fn engine(&self) -> Engine<'_, MemDocuments, MemCoordination, ManualClock> {
+        Engine::new(&self.docs, &self.coord, &self.clock, "OP")
+    }
+}
+
+impl Target for Mem {
+    fn file(&self, spec: GapSpec) -> Result<Gap> {
+        self.engine().file(spec)
+    }
+    fn file_batch(&self, specs: Vec<GapSpec>) -> Result<Vec<Gap>> {
+        self.engine().file_batch(specs, None)
+    }
+    fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap> {
+        self.engine().claim(id, agent, ttl)
+    }
+    fn unclaim(&self, id: &str, agent: &str) -> Result<Gap> {
+        self.engine().unclaim(id, agent)
+    }
+    fn set_status(&self, id: &str, status: Status, rev: Option<u64>) -> Result<Gap> {
+        self.engine().set_status(id, status, rev)
+    }
+    fn add_dependency(&self, id: &str, on: &str) -> Result<Gap> {
+        self.engine().add_dependency(id, on)
+    }
+    fn remove_dependency(&self, id: &str, on: &str) -> Result<Gap> {
+        self.engine().remove_dependency(id, on)
+    }
+    fn list(&self, filter: &Filter) -> Result<Vec<GapSummary>> {
+        Ok(self.engine().list(filter)?.value)
+    }
+    fn ready(&self) -> Result<Vec<GapSummary>> {
+        Ok(self.engine().ready()?.value)
+    }
+}
+
+/// The model's three loops: LOOP-A active, LOOP-B complete, LOOP-C active after LOOP-A.
+const LOOP_FILES: [(&str, &str, &[&str]); 3] = [
+    ("LOOP-A", "active", &[]),
+    ("LOOP-B", "complete", &[]),
+    ("LOOP-C", "active", &["LOOP-A"]),
+];
+
+fn drive(target: &impl Target, ops: &[Op]) {
+    let mut m = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        apply(target, &mut m, op, step);
+        check_all(target, &m, step);
+    }
+}
+
 fn run(ops: Vec<Op>) {
     let (_dir, reg) = scratch();
-    write_loop(&reg, "LOOP-A", "active", &[]);
-    write_loop(&reg, "LOOP-B", "complete", &[]);
-    write_loop(&reg, "LOOP-C", "active", &["LOOP-A"]);
-    let mut m = Model::default();
-    for (step, op) in ops.into_iter().enumerate() {
-        apply(&reg, &mut m, &op, step);
-        check_all(&reg, &m, step);
+    for (id, status, deps) in LOOP_FILES {
+        write_loop(&reg, id, status, deps);
     }
+    drive(&reg, &ops);
     let report = reg.doctor(false).expect("doctor");
     assert!(report.healthy(), "{:#?}", report.findings);
+
+    let mem = Mem::default();
+    for (id, status, deps) in LOOP_FILES {
+        let text = crate::util::loop_text(id, status, deps);
+        mem.docs.put_loop(gapreg::parse_loop(&text).expect("loop"));
+    }
+    drive(&mem, &ops);
+    // Both stores hold the same gaps, field for field but the times.
+    let files = reg.list(&Filter::default()).expect("list");
+    let memory = Target::list(&mem, &Filter::default()).expect("list");
+    let key = |g: &GapSummary| {
+        (
+            g.id.clone(),
+            g.seq,
+            g.rev,
+            g.status,
+            g.claimed_by.clone(),
+            g.depends_on.clone(),
+        )
+    };
+    assert_eq!(
+        files.iter().map(key).collect::<Vec<_>>(),
+        memory.iter().map(key).collect::<Vec<_>>()
+    );
 }
 
 fn pick(m: &Model, i: usize) -> Option<String> {
     (!m.gaps.is_empty()).then(|| m.gaps[i % m.gaps.len()].id.clone())
 }
 
-fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
+fn apply(reg: &impl Target, m: &mut Model, op: &Op, step: usize) {
     let ctx = format!("step {step}: {op:?}");
     match op {
         Op::File(e) => {
@@ -277,7 +406,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
         Op::Claim(g, a, ttl0) => {
             let Some(id) = pick(m, *g) else { return };
             let agent = AGENTS[*a];
-            let ttl = ttl0.then_some(std::time::Duration::ZERO);
+            let ttl = ttl0.then_some(Duration::ZERO);
             let result = reg.claim(&id, agent, ttl);
             let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
             if mg.status.is_closed() {
@@ -476,7 +605,7 @@ fn apply(reg: &Registry, m: &mut Model, op: &Op, step: usize) {
     }
 }
 
-fn check_all(reg: &Registry, m: &Model, step: usize) {
+fn check_all(reg: &impl Target, m: &Model, step: usize) {
     let listed = reg.list(&Filter::default()).expect("list");
     let by_id: BTreeMap<&str, &gapreg::GapSummary> =
         listed.iter().map(|g| (g.id.as_str(), g)).collect();

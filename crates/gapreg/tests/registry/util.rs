@@ -47,14 +47,19 @@ pub fn fast_config() -> Config {
 
 /// Writes a loop file by hand, as a person would.
 pub fn write_loop(reg: &Registry, id: &str, status: &str, depends_on: &[&str]) {
-    let text = format!(
-        "---\nloop_id: {id}\ncreated: 2026-02-28\nstatus: {status}\nowner: \"@ronny\"\n\
-         scope: gaps\npriority: medium\nobjective: Test loop {id}: by hand\ndepends_on: [{}]\n---\n\n# {id}\n",
-        depends_on.join(", ")
-    );
+    let text = loop_text(id, status, depends_on);
     let dir = reg.loops_dir();
     std::fs::create_dir_all(&dir).expect("loops dir");
     std::fs::write(dir.join(format!("{id}.md")), text).expect("write loop");
+}
+
+/// A loop file's text, as a person writes it.
+pub fn loop_text(id: &str, status: &str, depends_on: &[&str]) -> String {
+    format!(
+        "---\nloop_id: {id}\ncreated: 2026-02-28\nstatus: {status}\nowner: \"@ronny\"\n\
+         scope: gaps\npriority: medium\nobjective: Test loop {id}: by hand\ndepends_on: [{}]\n---\n\n# {id}\n",
+        depends_on.join(", ")
+    )
 }
 
 /// The ids of every gap, in registry order.

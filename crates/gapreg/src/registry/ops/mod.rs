@@ -134,3 +134,6 @@ impl<'a, D: Documents, C: Coordination, K: Clock> Engine<'a, D, C, K> {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests;
