@@ -94,9 +94,12 @@ mod error;
 mod file_store;
 
 mod liveness;
+mod open;
+mod options;
 mod path;
 mod protocol;
 mod record;
+mod repair;
 mod root_lock;
 mod store;
 
@@ -116,10 +119,12 @@ pub use atomic_file::Durability;
 pub use error::{ConflictInfo, LeaseError, LeaseErrorKind};
 pub use file_store::{GENERATION_FILE, INDEX_FILE, LOCK_FILE, TOKEN_FILE};
 pub use file_store::{REPAIR_MARGIN, TokenState};
+pub use options::{Binding, Clock, LeaseOptions, LeaseRequest, SystemClock};
 pub use path::{Claim, normalize_path, overlaps};
 pub use protocol::{Grant, LeaseStatus, Released, SweepReport, Swept, find_conflicts};
 pub use record::LEASE_SUFFIX;
 pub use record::{HolderFacts, Lease, Mode, TakeOver};
+pub use repair::RepairReport;
 pub use store::CorruptEntry;
 
 /// The leases directory, relative to the root, when [`LeaseOptions::leases_dir`] is not set:
@@ -138,211 +143,9 @@ use atomic_file::dir::Dir;
 
 use crate::mutex::FileMutex;
 use file_store::FileStore;
+use open::open_leases_dir;
 use protocol::{Ctx, Releaser, Request};
 use record::trunc_ms;
-
-/// A source of wall-clock time; inject one to test expiry without waiting.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// Settings for [`Leases::open_with`].
-///
-/// ```
-/// use leaselock::lease::{Durability, LeaseOptions, Leases};
-/// use std::time::Duration;
-///
-/// let root = tempfile::tempdir()?;
-/// let opts = LeaseOptions::new()
-///     .leases_dir(root.path().join("locks"))
-///     .skew_margin(Duration::from_secs(2))
-///     .durability(Durability::NoSync);
-/// let leases = Leases::open_with(root.path(), opts)?;
-/// assert_eq!(leases.leases_dir(), root.path().join("locks"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct LeaseOptions {
-    leases_dir: Option<PathBuf>,
-    skew_margin: Duration,
-    lock_timeout: Duration,
-    liveness: bool,
-    durability: Durability,
-    clock: Arc<dyn Clock>,
-}
-
-impl Default for LeaseOptions {
-    fn default() -> Self {
-        LeaseOptions::new()
-    }
-}
-
-impl LeaseOptions {
-    /// Defaults: leases in `<root>/.leaselock/` ([`DEFAULT_LEASES_DIR`]), 5 s skew margin, 30 s mutex timeout,
-    /// liveness checks on, full durability, the system clock.
-    pub fn new() -> LeaseOptions {
-        LeaseOptions {
-            leases_dir: None,
-            skew_margin: Duration::from_secs(5),
-            lock_timeout: Duration::from_secs(30),
-            liveness: true,
-            durability: Durability::Full,
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Where lease files live (absolute, or relative to the root).
-    pub fn leases_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.leases_dir = Some(dir.into());
-        self
-    }
-
-    /// How long after `expires_at` others still treat a lease as live (clock skew allowance).
-    pub fn skew_margin(mut self, margin: Duration) -> Self {
-        self.skew_margin = margin;
-        self
-    }
-
-    /// How long an operation waits for the root's mutex before [`LeaseErrorKind::Timeout`].
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Whether a holder proven dead on this host loses its lease before expiry (default on).
-    pub fn liveness(mut self, enabled: bool) -> Self {
-        self.liveness = enabled;
-        self
-    }
-
-    /// How lease and token files are synced (default [`Durability::Full`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// The wall clock used for grant times and expiry.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-}
-
-/// Which process a lease's life is tied to, besides its time to live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Binding {
-    /// The process taking the lease (the default): once it is provably dead on this host, so
-    /// is the lease.
-    #[default]
-    ThisProcess,
-    /// Another, longer-lived process on this host (an agent, a shell), by pid: its start time
-    /// is recorded, so a reused pid does not keep the lease alive.
-    Process(u32),
-    /// No process: the lease lives until it expires (or is released). For short-lived callers
-    /// such as a command-line tool.
-    TtlOnly,
-}
-
-/// What to acquire: built with [`LeaseRequest::exclusive`] or [`LeaseRequest::shared`].
-#[derive(Debug, Clone)]
-pub struct LeaseRequest {
-    holder: String,
-    mode: Mode,
-    files: Vec<String>,
-    dirs: Vec<String>,
-    task: String,
-    ttl: Duration,
-    wait: Option<Duration>,
-    binding: Binding,
-}
-
-impl LeaseRequest {
-    /// The default time to live, one hour.
-    pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
-
-    fn new(holder: &str, mode: Mode) -> LeaseRequest {
-        LeaseRequest {
-            holder: holder.to_owned(),
-            mode,
-            files: Vec::new(),
-            dirs: Vec::new(),
-            task: String::new(),
-            ttl: Self::DEFAULT_TTL,
-            wait: None,
-            binding: Binding::ThisProcess,
-        }
-    }
-
-    /// Ties the lease's life to a process (default: the one taking it); see [`Binding`].
-    pub fn bind(mut self, binding: Binding) -> Self {
-        self.binding = binding;
-        self
-    }
-
-    /// An exclusive (writer's) request by `holder`.
-    pub fn exclusive(holder: &str) -> LeaseRequest {
-        LeaseRequest::new(holder, Mode::Exclusive)
-    }
-
-    /// A shared (read-only reviewer's) request by `holder`.
-    pub fn shared(holder: &str) -> LeaseRequest {
-        LeaseRequest::new(holder, Mode::Shared)
-    }
-
-    /// Claims one file.
-    pub fn file(mut self, path: impl Into<String>) -> Self {
-        self.files.push(path.into());
-        self
-    }
-
-    /// Claims several files.
-    pub fn files<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
-        self.files.extend(paths.into_iter().map(Into::into));
-        self
-    }
-
-    /// Claims a directory prefix (the directory and everything under it).
-    pub fn dir(mut self, path: impl Into<String>) -> Self {
-        self.dirs.push(path.into());
-        self
-    }
-
-    /// Claims several directory prefixes.
-    pub fn dirs<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
-        self.dirs.extend(paths.into_iter().map(Into::into));
-        self
-    }
-
-    /// Describes the work, for people reading conflicts.
-    pub fn task(mut self, task: impl Into<String>) -> Self {
-        self.task = task.into();
-        self
-    }
-
-    /// Sets the time to live (default [`LeaseRequest::DEFAULT_TTL`]).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// On conflict, retry with backoff for up to `wait` before returning the conflict.
-    pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = Some(wait);
-        self
-    }
-}
 
 /// Every lease in the root, with each one's status as others judge it.
 #[derive(Debug, Clone, Default)]
@@ -352,36 +155,6 @@ pub struct Listing {
     pub leases: Vec<(Lease, LeaseStatus)>,
     /// Unreadable lease files; each blocks every grant.
     pub corrupt: Vec<CorruptEntry>,
-}
-
-/// What [`Leases::check`] found, or what [`Leases::repair`] found and did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RepairReport {
-    /// The fencing-token counter (`token.json`) as found.
-    pub token: TokenState,
-    /// The highest fencing token recorded anywhere that could be read: `token.json`, every
-    /// lease file, the names of unreadable lease files, `generation`, `index.json`.
-    pub highest_seen: u64,
-    /// The counter [`Leases::repair`] wrote (`highest_seen + REPAIR_MARGIN`), if the counter
-    /// was not sound; `None` from [`Leases::check`] or when it was sound.
-    pub token_written: Option<u64>,
-    /// Unreadable lease files, left in place: each blocks every grant until a forced release
-    /// or [`Leases::sweep_forced`] removes it (or a person restores it).
-    pub corrupt: Vec<CorruptEntry>,
-    /// Leftover temp files of dead writers in the leases directory: removed by
-    /// [`Leases::repair`], only listed by [`Leases::check`].
-    pub temp_files: Vec<PathBuf>,
-    /// Whether `index.json` and `generation` were rebuilt from the lease files (always, by
-    /// [`Leases::repair`]).
-    pub caches_rebuilt: bool,
-}
-
-impl RepairReport {
-    /// True when nothing needs repair: the counter is sound and every lease file readable.
-    pub fn is_healthy(&self) -> bool {
-        self.token.is_sound() && self.corrupt.is_empty()
-    }
 }
 
 /// The most paths one request may claim.
@@ -735,94 +508,6 @@ impl Leases {
             Ok(write(&current))
         })
     }
-
-    /// Checks the coordination state without changing anything: the fencing-token counter
-    /// against every token recorded elsewhere, every lease file, leftover temp files. For a
-    /// `doctor` command; [`Leases::repair`] fixes what this reports.
-    ///
-    /// ```
-    /// use leaselock::lease::{LeaseRequest, Leases, TokenState};
-    ///
-    /// let root = tempfile::tempdir()?;
-    /// let leases = Leases::open(root.path())?;
-    /// let lease = leases.acquire(&LeaseRequest::exclusive("a").file("f"))?.lease;
-    /// leases.release(&lease)?;
-    /// assert!(leases.check()?.is_healthy());
-    ///
-    /// // The counter is lost: grants stop rather than hand out token 1 again ...
-    /// std::fs::remove_file(leases.leases_dir().join("token.json"))?;
-    /// assert_eq!(leases.check()?.token, TokenState::Missing);
-    /// let err = leases.acquire(&LeaseRequest::exclusive("b").file("f")).unwrap_err();
-    /// assert!(err.is_damaged(), "{err}");
-    ///
-    /// // ... until a repair rebuilds it above every token recorded anywhere.
-    /// let report = leases.repair()?;
-    /// assert!(report.token_written.is_some());
-    /// let next = leases.acquire(&LeaseRequest::exclusive("b").file("f"))?.lease;
-    /// assert!(next.token > lease.token + leaselock::lease::REPAIR_MARGIN);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn check(&self) -> Result<RepairReport, LeaseError> {
-        self.locked(|store, _| Self::inspect(store, false))
-    }
-
-    /// Repairs the coordination state, for `gapreg doctor --repair` (under the root's mutex):
-    ///
-    /// - a fencing-token counter that is missing, damaged, or lower than a token recorded
-    ///   elsewhere is rewritten as the highest token recorded anywhere
-    ///   ([`RepairReport::highest_seen`]) plus [`REPAIR_MARGIN`], so no token is handed out
-    ///   twice even if grants after the highest visible one left no trace; a sound counter is
-    ///   kept;
-    /// - `index.json` and `generation` are rebuilt from the lease files;
-    /// - leftover temp files of dead writers are removed.
-    ///
-    /// Unreadable lease files are reported, not removed (they might describe live leases):
-    /// see [`Leases::sweep_forced`] and [`Leases::force_release`]. Entries that are not what
-    /// they must be (a symlink or a FIFO at `token.json`, say) are refused, never removed:
-    /// the error names the entry for a person to remove.
-    pub fn repair(&self) -> Result<RepairReport, LeaseError> {
-        self.locked(|store, _| Self::inspect(store, true))
-    }
-
-    fn inspect(store: &mut FileStore, apply: bool) -> Result<RepairReport, LeaseError> {
-        let corrupt: Vec<CorruptEntry> = protocol::entries(store)?
-            .into_iter()
-            .filter_map(|e| match e {
-                store::Entry::Corrupt(c) => Some(c),
-                store::Entry::Lease(_) => None,
-            })
-            .collect();
-        let (token, highest_seen) = store.token_state()?;
-        let mut token_written = None;
-        if apply {
-            if !token.is_sound() {
-                let last = highest_seen.checked_add(REPAIR_MARGIN).ok_or_else(|| {
-                    LeaseError::corrupt(
-                        store.token_path(),
-                        "the highest fencing token recorded is too close to the largest \
-                         possible one to rebuild the counter; remove the leases directory \
-                         while no lease is held",
-                    )
-                })?;
-                store.write_token(last)?;
-                token_written = Some(last);
-            }
-            let last = match token {
-                TokenState::Sound { last } => last,
-                _ => token_written.unwrap_or(highest_seen),
-            };
-            store.rebuild_caches(Some(last))?;
-        }
-        let temp_files = store.recover_temp_files(apply)?;
-        Ok(RepairReport {
-            token,
-            highest_seen,
-            token_written,
-            corrupt,
-            temp_files,
-            caches_rebuilt: apply,
-        })
-    }
 }
 
 /// Checks a time to live and truncates it to the stored precision (whole milliseconds).
@@ -839,126 +524,4 @@ fn ttl_ok(ttl: Duration) -> Result<Duration, LeaseError> {
         }));
     }
     Ok(ms)
-}
-
-/// Removes `.` and `..` components lexically.
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Opens the leases directory `dir` (absolute): inside `root`, component by component from the
-/// canonical root without following a symlink, creating what is missing; outside `root`, its
-/// parent as given and its last component without following. A missing leases directory is
-/// created with its token counter (see [`create_leases_dir`]).
-fn open_leases_dir(
-    root: &Path,
-    root_canonical: &Path,
-    dir: &Path,
-    durability: Durability,
-) -> Result<Dir, LeaseError> {
-    let step = "open the leases directory";
-    let dir = lexical(dir);
-    let (mut at, rest): (Dir, Vec<std::ffi::OsString>) = match dir.strip_prefix(lexical(root)) {
-        Ok(rest) => (
-            Dir::open(root_canonical).map_err(|e| LeaseError::file(step, e))?,
-            rest.iter().map(ToOwned::to_owned).collect(),
-        ),
-        Err(_) => {
-            let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
-                return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-                    reason: format!("{} cannot be a leases directory", dir.display()),
-                }));
-            };
-            (
-                Dir::create(parent).map_err(|e| LeaseError::file(step, e))?,
-                vec![name.to_owned()],
-            )
-        }
-    };
-    let Some((last, parents)) = rest.split_last() else {
-        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-            reason: "the leases directory cannot be the lease root itself".to_owned(),
-        }));
-    };
-    for name in parents {
-        at = at.create_dir(name).map_err(|e| LeaseError::file(step, e))?;
-    }
-    create_leases_dir(&at, last, durability)
-}
-
-/// Opens `parent/name`, or creates it atomically with a `token.json` of 0 in it: a staging
-/// directory `.<name>.init-<pid>-<random>` is created, the counter written (durably) into it,
-/// and the staging directory renamed to `name`, so a leases directory never exists without its
-/// counter, and one that has lost it is corrupt, not new.
-fn create_leases_dir(
-    parent: &Dir,
-    name: &OsStr,
-    durability: Durability,
-) -> Result<Dir, LeaseError> {
-    let step = "create the leases directory";
-    if let Some(dir) = parent
-        .open_dir(name)
-        .map_err(|e| LeaseError::file(step, e))?
-    {
-        return Ok(dir);
-    }
-    let mut staging_name = std::ffi::OsString::from(".");
-    staging_name.push(name);
-    staging_name.push(format!(
-        "{STAGING_INFIX}{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let staging = parent
-        .create_dir(&staging_name)
-        .map_err(|e| LeaseError::file(step, e))?;
-    let opts = atomic_file::Options::new()
-        .checksum(true)
-        .durability(durability);
-    let cleanup = || {
-        let _ = staging.remove_file(file_store::TOKEN_FILE);
-        let _ = parent.remove_dir(&staging_name);
-    };
-    if let Err(e) = staging.write(file_store::TOKEN_FILE, &file_store::token_payload(0), &opts) {
-        cleanup();
-        return Err(LeaseError::file(step, e));
-    }
-    // `renameat` on the descriptor: it only ever moves our own, uniquely named staging
-    // directory, and never onto anything but a missing or empty directory.
-    match parent.rename_dir(&staging_name, parent, name) {
-        Ok(_) => {
-            if durability == Durability::Full {
-                parent.sync().map_err(|e| LeaseError::file(step, e))?;
-            }
-        }
-        // Created by someone else meanwhile (rename onto a non-empty directory fails).
-        Err(e)
-            if e.io_error()
-                .and_then(std::io::Error::raw_os_error)
-                .is_some_and(|code| {
-                    code == rustix::io::Errno::EXIST.raw_os_error()
-                        || code == rustix::io::Errno::NOTEMPTY.raw_os_error()
-                }) =>
-        {
-            cleanup();
-        }
-        Err(e) => {
-            cleanup();
-            return Err(LeaseError::file(step, e));
-        }
-    }
-    parent
-        .open_dir(name)
-        .map_err(|e| LeaseError::file(step, e))?
-        .ok_or_else(|| LeaseError::io(parent.join(name), step, std::io::ErrorKind::NotFound.into()))
 }
