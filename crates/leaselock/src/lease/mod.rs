@@ -101,6 +101,7 @@ mod protocol;
 mod record;
 mod repair;
 mod root_lock;
+mod status;
 mod store;
 
 #[cfg(all(test, loom))]
