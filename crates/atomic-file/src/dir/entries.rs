@@ -11,26 +11,18 @@ impl Dir {
         if !self.file_exists(name)? {
             return Ok(false);
         }
-        match rustix::fs::unlinkat(self.fd(), name, AtFlags::empty()) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io(self.join(name), Step::Remove, e.into())),
-        }
+        let unlinked = rustix::fs::unlinkat(self.fd(), name, AtFlags::empty());
+        outcome(unlinked, || self.join(name), Step::Remove)
     }
 
     /// Removes the empty child directory `name` (not a symlink). Returns whether it existed.
     pub fn remove_dir(&self, name: impl AsRef<OsStr>) -> Result<bool> {
         let name = name.as_ref();
-        match self.kind(name)? {
-            None => return Ok(false),
-            Some(FileKind::Dir) => {}
-            Some(kind) => return Err(wrong_type(self.join(name), kind, FileKind::Dir)),
+        if !self.dir_exists(name)? {
+            return Ok(false);
         }
-        match rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io(self.join(name), Step::Remove, e.into())),
-        }
+        let unlinked = rustix::fs::unlinkat(self.fd(), name, AtFlags::REMOVEDIR);
+        outcome(unlinked, || self.join(name), Step::Remove)
     }
 
     /// Renames the regular file `from` in this directory to `to` in `to_dir` (which may be
@@ -47,11 +39,8 @@ impl Dir {
             return Ok(false);
         }
         to_dir.file_exists(to)?;
-        match rustix::fs::renameat(self.fd(), from, to_dir.fd(), to) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io(self.join(from), Step::Rename, e.into())),
-        }
+        let renamed = rustix::fs::renameat(self.fd(), from, to_dir.fd(), to);
+        outcome(renamed, || self.join(from), Step::Rename)
     }
 
     /// Renames the directory `from` in this directory to `to` in `to_dir` (which may be this
@@ -79,19 +68,21 @@ impl Dir {
         to: impl AsRef<OsStr>,
     ) -> Result<bool> {
         let (from, to) = (from.as_ref(), to.as_ref());
-        match self.kind(from)? {
-            None => return Ok(false),
-            Some(FileKind::Dir) => {}
-            Some(kind) => return Err(wrong_type(self.join(from), kind, FileKind::Dir)),
+        if !self.dir_exists(from)? {
+            return Ok(false);
         }
-        match to_dir.kind(to)? {
-            None | Some(FileKind::Dir) => {}
-            Some(kind) => return Err(wrong_type(to_dir.join(to), kind, FileKind::Dir)),
-        }
-        match rustix::fs::renameat(self.fd(), from, to_dir.fd(), to) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(e) => Err(Error::io(to_dir.join(to), Step::Rename, e.into())),
+        to_dir.dir_exists(to)?;
+        let renamed = rustix::fs::renameat(self.fd(), from, to_dir.fd(), to);
+        outcome(renamed, || to_dir.join(to), Step::Rename)
+    }
+
+    /// Whether the child directory `name` exists; anything else at `name` (a symlink, a file)
+    /// is refused ([`ErrorKind::WrongType`]).
+    fn dir_exists(&self, name: &OsStr) -> Result<bool> {
+        match self.kind(name)? {
+            None => Ok(false),
+            Some(FileKind::Dir) => Ok(true),
+            Some(kind) => Err(wrong_type(self.join(name), kind, FileKind::Dir)),
         }
     }
 
@@ -182,5 +173,19 @@ impl Dir {
             }
         }
         Ok(report)
+    }
+}
+
+/// The result of an `*at` call that changes the entry at `path`: done (`true`), already gone
+/// (`false`: someone else removed or renamed it meanwhile), or failed during `step`.
+fn outcome(
+    done: rustix::io::Result<()>,
+    path: impl FnOnce() -> PathBuf,
+    step: Step,
+) -> Result<bool> {
+    match done {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(Error::io(path(), step, e.into())),
     }
 }
