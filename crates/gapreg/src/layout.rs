@@ -1,17 +1,25 @@
-//! Every file and directory under `.gapreg/`, and how each is reached.
+//! Every file and directory under `.gapreg/`, and how each is reached: the one place gapreg
+//! names them. Names that belong to a lower crate come from that crate's exports
+//! ([`idreserve::FILES`](idreserve), [`leaselock::lease`]'s and [`leaselock::mutex`]'s
+//! constants, [`atomic_file::TEMP_SUFFIX`]), so no crate spells another's files.
 //!
-//! | path | owner | tracked by git | why |
-//! |------|-------|----------------|-----|
-//! | `config.yaml` | gapreg ([`crate::Config`]) | yes | the registry's settings travel with the repository |
-//! | `gaps/<ID>.yaml` | gapreg | yes | the documents: one file per gap, merged by git |
-//! | `<loops_dir>/<LOOP-ID>.md` | gapreg ([`crate::loops`]) | yes | loop scopes, written by people |
-//! | `.gitignore` | gapreg | yes | keeps the untracked files below out of commits |
-//! | `ids/` | idreserve ([`idreserve::Store`]) | its `config.yaml` and `counters.log` (today) | id counters and the registry order (`SEQ`) |
-//! | `index.log` | gapreg ([`crate::index`]) | no | a checksummed cache of gap summaries, rebuilt from `gaps/` whenever it disagrees |
-//! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | no | the mutex every mutation holds, and its FIFO queue |
-//! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | no | leases on the repository's files |
-//! | `staging/`, `batch.pending` | gapreg | no | a batch's files before and while it is committed |
-//! | `keys/<KEY>.json` | gapreg | no | idempotency keys of `file`: what a retried call already filed |
+//! | path | owner | kind | tracked by git | why |
+//! |------|-------|------|----------------|-----|
+//! | `config.yaml` | gapreg ([`crate::Config`]) | document | yes | the registry's settings travel with the repository |
+//! | `gaps/<ID>.yaml` | gapreg ([`crate::store::Documents`]) | document | yes | one file per gap, merged by git |
+//! | `<loops_dir>/<LOOP-ID>.md` | gapreg ([`crate::loops`]) | document | yes | loop scopes, written by people |
+//! | `.gitignore` | gapreg ([`gitignore`]) | document | yes | keeps the untracked files below out of commits |
+//! | `ids/` | idreserve ([`idreserve::Store`]) | coordination | its `config.yaml` and `counters.log` (today) | id counters and the registry order (`SEQ`) |
+//! | `ids/counters.lock`, `ids/counters.lock.queue/` | idreserve, via leaselock's mutex | coordination | no | the id store's own lock and its FIFO queue |
+//! | `keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
+//! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | coordination | no | the mutex every change holds, and its FIFO queue |
+//! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
+//! | `index.log` | gapreg ([`crate::index`]) | cache of this worktree's documents | no | checksummed gap summaries, rebuilt from `gaps/` whenever they disagree |
+//! | `staging/`, `batch.pending` | gapreg (batches) | in-flight documents | no | a batch's files before and while it is committed |
+//! | `.*.atomic-tmp` anywhere | atomic-file | in-flight | no | a replacement being written; removed by `recover` once its writer is gone |
+//!
+//! Documents travel by merge; coordination state is shared by every writer and never
+//! tracked; the index belongs to the worktree whose documents it caches.
 //!
 //! # Hostile repositories
 //!
@@ -47,8 +55,30 @@ pub(crate) const PENDING: &str = "batch.pending";
 /// Idempotency keys of `file`.
 pub(crate) const KEYS: &str = "keys";
 pub(crate) const GITIGNORE_FILE: &str = ".gitignore";
-pub(crate) const GITIGNORE: &str = "# Derived or per-machine files, written by gapreg\nindex.log\n\
-    *.lock\n*.queue/\nleases/\n.*.atomic-tmp\nstaging/\nbatch.pending\nkeys/\n";
+
+/// The `.gitignore` gapreg writes in the registry directory: every file of the table above
+/// that git must not track, spelled from its owner's names.
+pub(crate) fn gitignore() -> String {
+    use leaselock::mutex::QUEUE_SUFFIX;
+    let lines = [
+        INDEX.to_owned(),
+        LOCK.to_owned(),
+        format!("{LOCK}{QUEUE_SUFFIX}/"),
+        format!("{IDS}/*.lock"),
+        format!("{IDS}/*.lock{QUEUE_SUFFIX}/"),
+        format!("{LEASES}/"),
+        format!(".*{}", atomic_file::TEMP_SUFFIX),
+        format!("{STAGING}/"),
+        PENDING.to_owned(),
+        format!("{KEYS}/"),
+    ];
+    let mut text = String::from("# Derived or per-machine files, written by gapreg\n");
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
 
 /// Largest `config.yaml` read.
 pub(crate) const MAX_CONFIG_BYTES: u64 = 64 * 1024;

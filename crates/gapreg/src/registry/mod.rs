@@ -33,8 +33,8 @@ use leaselock::mutex::{FileMutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{
-    CONFIG, GAPS, GITIGNORE, GITIGNORE_FILE, IDS, LEASES, LOCK, Layout, MAX_CONFIG_BYTES,
-    REGISTRY_DIR,
+    CONFIG, GAPS, GITIGNORE_FILE, IDS, LEASES, LOCK, Layout, MAX_CONFIG_BYTES, REGISTRY_DIR,
+    gitignore,
 };
 use crate::model::{Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, Status, Summary};
 use crate::store::SystemClock;
@@ -112,7 +112,7 @@ impl Registry {
         check_not_nested(repo_dir)?;
         let root = Dir::open(repo_dir)?.create_dir(REGISTRY_DIR)?;
         let opts = Self::options(&config);
-        root.write(GITIGNORE_FILE, GITIGNORE.as_bytes(), &opts)?;
+        root.write(GITIGNORE_FILE, gitignore().as_bytes(), &opts)?;
         root.create_dir(GAPS)?;
         layout.loops(true)?;
         Store::create_at(&root, IDS, idreserve::Config::default())?;
