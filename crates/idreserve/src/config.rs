@@ -17,9 +17,27 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::id::{MAX_WIDTH, check_prefix};
-use crate::store::Config;
+
+/// A store's settings, kept in `config.yaml` in the store's directory (format and strictness
+/// rules: see the crate docs).
+///
+/// ```yaml
+/// version: 2             # written by idreserve: the store's format
+/// allow: [SEC, GAP-OP]   # optional: only these prefixes; without it, any valid prefix
+/// width: {GAP-OP: 4}     # optional: zero-pad these prefixes' numbers to N digits (1-20)
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// If set, the only prefixes that may be reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Zero padding per prefix (digits, 1 to [`MAX_WIDTH`](crate::MAX_WIDTH)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub width: BTreeMap<String, usize>,
+}
 
 /// The store format this release writes.
 pub(crate) const VERSION: u32 = 2;
@@ -151,6 +169,15 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, Error> {
     };
     check(&config).map_err(bad)?;
     Ok(Parsed { config, legacy })
+}
+
+/// Checks the settings given to [`Store::create`](crate::Store::create): every prefix, then
+/// the rules of [`check`], as [`ErrorKind::InvalidPrefix`] or [`ErrorKind::InvalidConfig`].
+pub(crate) fn check_new(config: &Config) -> Result<(), Error> {
+    for prefix in config.allow.iter().flatten().chain(config.width.keys()) {
+        check_prefix(prefix)?;
+    }
+    check(config).map_err(|reason| Error::new(ErrorKind::InvalidConfig { reason }))
 }
 
 /// Checks settings (from a file or from a caller creating a store); the reason names the key.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use atomic_file::ErrorClass;
 use atomic_file::dir::FileKind;
 use leaselock::mutex::MutexError;
 
@@ -239,6 +240,38 @@ impl Error {
         )
     }
 
+    /// The class of this error, for a caller that maps errors to exit codes or retries
+    /// without matching every kind: [`ErrorKind::NoStore`] is
+    /// [`NotFound`](ErrorClass::NotFound), [`ErrorKind::AlreadyExists`]
+    /// [`Conflict`](ErrorClass::Conflict), [`ErrorKind::Corrupt`]
+    /// [`Damaged`](ErrorClass::Damaged); a lock or file error has the class of the error it
+    /// wraps ([`MutexError::class`], [`atomic_file::Error::class`]), an I/O error that of its
+    /// [`io::ErrorKind`] ([`ErrorClass::of_io`]); every other kind is invalid input
+    /// ([`Invalid`](ErrorClass::Invalid): a bad prefix, ID, count, path or setting, an unknown
+    /// prefix, an ID never reserved or not canonical, an overflow).
+    ///
+    /// ```
+    /// use idreserve::{Config, ErrorClass, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let missing = Store::open(dir.path().join("ids")).unwrap_err();
+    /// assert_eq!(missing.class(), ErrorClass::NotFound);
+    /// let store = Store::create(dir.path().join("ids"), Config::default())?;
+    /// assert_eq!(store.validate("SEC-1").unwrap_err().class(), ErrorClass::Invalid);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match &self.kind {
+            ErrorKind::NoStore { .. } => ErrorClass::NotFound,
+            ErrorKind::AlreadyExists { .. } => ErrorClass::Conflict,
+            ErrorKind::Corrupt { .. } => ErrorClass::Damaged,
+            ErrorKind::Lock(m) => m.class(),
+            ErrorKind::File(f) => f.class(),
+            ErrorKind::Io { source, .. } => ErrorClass::of_io(source),
+            _ => ErrorClass::Invalid,
+        }
+    }
+
     /// The file this error is about, if it names one.
     pub fn path(&self) -> Option<&Path> {
         match &self.kind {
@@ -276,5 +309,119 @@ impl std::error::Error for Error {
 impl<E: Into<ErrorKind>> From<E> for Error {
     fn from(e: E) -> Error {
         Error::new(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use leaselock::mutex::FileMutex;
+
+    use super::*;
+
+    fn class(kind: ErrorKind) -> ErrorClass {
+        Error::new(kind).class()
+    }
+
+    #[test]
+    fn each_kind_has_the_class_the_cli_maps_it_to() {
+        let dir = PathBuf::from("/ids");
+        assert_eq!(
+            class(ErrorKind::NoStore { dir: dir.clone() }),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            class(ErrorKind::AlreadyExists { dir: dir.clone() }),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            Error::corrupt(&dir, "flipped bit").class(),
+            ErrorClass::Damaged
+        );
+        let invalid = [
+            ErrorKind::InvalidPrefix {
+                prefix: "sec".into(),
+                reason: "lower case",
+            },
+            ErrorKind::InvalidId {
+                text: "SEC".into(),
+                reason: "no number",
+            },
+            ErrorKind::NotCanonical {
+                text: "SEC-01".into(),
+                canonical: "SEC-1".into(),
+            },
+            ErrorKind::InvalidConfig {
+                reason: "`allow` is empty".into(),
+            },
+            ErrorKind::UnknownPrefix {
+                prefix: "GAP".into(),
+                allowed: vec!["SEC".into()],
+            },
+            ErrorKind::NotReserved {
+                id: "SEC-2".into(),
+                prefix: "SEC".into(),
+                counter: 1,
+            },
+            ErrorKind::Overflow {
+                prefix: "SEC".into(),
+                counter: u64::MAX,
+                count: 1,
+            },
+            ErrorKind::EmptyReservation,
+            ErrorKind::CountTooLarge {
+                count: 1 << 40,
+                max: 1,
+            },
+            ErrorKind::TooManyPrefixes { count: 2, max: 1 },
+            ErrorKind::InvalidPath {
+                path: dir.clone(),
+                reason: "a symbolic link".into(),
+            },
+        ];
+        for kind in invalid {
+            let text = kind.to_string();
+            assert_eq!(class(kind), ErrorClass::Invalid, "{text}");
+        }
+    }
+
+    #[test]
+    fn io_errors_are_classed_by_their_kind() {
+        for (kind, expected) in [
+            (io::ErrorKind::NotFound, ErrorClass::NotFound),
+            (io::ErrorKind::InvalidData, ErrorClass::Damaged),
+            (io::ErrorKind::TimedOut, ErrorClass::Busy),
+            (io::ErrorKind::PermissionDenied, ErrorClass::Failure),
+        ] {
+            let err = Error::io("read", "/ids/counters.log", io::Error::from(kind));
+            assert_eq!(err.class(), expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn wrapped_errors_keep_the_class_of_what_they_wrap() {
+        let missing = atomic_file::read_checksummed("/nonexistent/ids/counters.log")
+            .expect_err("no such file");
+        let expected = missing.class();
+        assert_eq!(Error::from(missing).class(), expected);
+        assert_eq!(expected, ErrorClass::NotFound);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counters.lock");
+        let _held = FileMutex::new(&path).lock().expect("first lock");
+        // From another thread: the mutex refuses a thread that waits for its own lock.
+        let other = path.clone();
+        let busy = std::thread::spawn(move || {
+            FileMutex::new(other)
+                .lock_for(Duration::from_millis(20))
+                .expect_err("held by the first")
+        })
+        .join()
+        .expect("waiter");
+        let expected = busy.class();
+        let busy_text = busy.to_string();
+        assert_eq!(Error::from(busy).class(), expected);
+        assert_eq!(expected, ErrorClass::Busy, "{busy_text}");
     }
 }

@@ -33,8 +33,14 @@
 //!
 //! A store directory holds `config.yaml` (format version, optional allow-list and zero
 //! padding, see [`Config`]), `counters.log` (format in the [`log`] module), and the lock file
-//! `counters.lock` with its queue directory `counters.lock.queue/`. Prefixes are upper-case
-//! letters, digits and dashes, starting with a letter (`GAP-OP` gives `GAP-OP-1091`).
+//! `counters.lock` with its queue directory `counters.lock.queue/`. Their names are exported
+//! ([`CONFIG_FILE`], [`LOG_FILE`], [`LOCK_FILE`], [`QUEUE_DIR`], and the table [`FILES`]
+//! saying which belong in version control), so that no other crate spells them. Prefixes are
+//! upper-case letters, digits and dashes, starting with a letter (`GAP-OP` gives
+//! `GAP-OP-1091`).
+//!
+//! Every [`Error`] states its [`ErrorClass`] ([`Error::class`]: not found, conflict, damaged,
+//! busy, invalid, failure), the classes every crate of this workspace shares.
 //!
 //! # A store may come from a stranger
 //!
@@ -118,16 +124,21 @@
 
 mod config;
 mod error;
+mod files;
 mod id;
 pub mod log;
 mod protocol;
 mod scan;
 mod store;
+mod sync;
 mod verify;
 
+pub use atomic_file::ErrorClass;
+pub use config::Config;
 pub use error::{Error, ErrorKind};
+pub use files::{CONFIG_FILE, FILES, LOCK_FILE, LOG_FILE, QUEUE_DIR, StoreFile};
 pub use id::{Id, MAX_PREFIX_LEN, MAX_WIDTH, check_prefix};
 pub use protocol::MAX_COUNT;
 pub use scan::{MAX_DEPTH, SkipReason, Skipped, find_ids};
-pub use store::{Config, Found, InitReport, Raised, Reservation, Store};
+pub use store::{Found, InitReport, Raised, Reservation, Store};
 pub use verify::{Finding, FindingKind, Verification, verify, verify_at};

@@ -75,10 +75,10 @@ pub fn raise(
     Ok(counter)
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use loom::sync::{Arc, Mutex};
+    use crate::sync::{Arc, Mutex, thread};
 
     /// The flock'd log file, modelled as a mutex over its records.
     #[derive(Default)]
@@ -107,7 +107,7 @@ mod loom_model {
                 .into_iter()
                 .map(|count| {
                     let log = log.clone();
-                    loom::thread::spawn(move || {
+                    thread::spawn(move || {
                         let mut guard = log.lock().expect("lock");
                         let first = reserve(&mut *guard, "SEC", count).expect("reserve");
                         (first..first + count).collect::<Vec<_>>()
@@ -129,7 +129,7 @@ mod loom_model {
             let log = Arc::new(Mutex::new(MemLog::default()));
             let raiser = {
                 let log = log.clone();
-                loom::thread::spawn(move || {
+                thread::spawn(move || {
                     let mut guard = log.lock().expect("lock");
                     raise(&mut *guard, "SEC", 2, false).expect("raise")
                 })
@@ -137,7 +137,7 @@ mod loom_model {
             let reservers: Vec<_> = (0..2)
                 .map(|_| {
                     let log = log.clone();
-                    loom::thread::spawn(move || {
+                    thread::spawn(move || {
                         let mut guard = log.lock().expect("lock");
                         reserve(&mut *guard, "SEC", 1).expect("reserve")
                     })

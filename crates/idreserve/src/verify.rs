@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use atomic_file::dir::{Dir, FileKind};
 
 use crate::error::{Error, ErrorKind, wrong_type};
+use crate::files::{CONFIG_FILE, LOG_FILE};
 use crate::log::{self, Format};
-use crate::store::{self, CONFIG, LOG};
+use crate::store;
 
 /// What [`verify`] found in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,8 +126,8 @@ fn kind_of(dir: &Dir, name: &str) -> Result<Option<FileKind>, Error> {
 
 pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
     let mut findings = Vec::new();
-    let config_kind = kind_of(dir, CONFIG)?;
-    let log_kind = kind_of(dir, LOG)?;
+    let config_kind = kind_of(dir, CONFIG_FILE)?;
+    let log_kind = kind_of(dir, LOG_FILE)?;
     if config_kind.is_none() && log_kind.is_none() {
         return Err(Error::new(ErrorKind::NoStore {
             dir: dir.path().into(),
@@ -143,8 +144,8 @@ pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
         }
         _ => false,
     };
-    let config_wrong = wrong(CONFIG, config_kind, &mut findings);
-    let log_wrong = wrong(LOG, log_kind, &mut findings);
+    let config_wrong = wrong(CONFIG_FILE, config_kind, &mut findings);
+    let log_wrong = wrong(LOG_FILE, log_kind, &mut findings);
 
     // The config: its format version decides how the log is read.
     let mut legacy = false;
@@ -156,7 +157,7 @@ pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
             if legacy {
                 findings.push(Finding {
                     kind: FindingKind::Legacy,
-                    path: dir.join(CONFIG),
+                    path: dir.join(CONFIG_FILE),
                     message: "it has no `version` (a store created by the first release); \
                               the next reservation adds `version: 2`"
                         .into(),
@@ -170,14 +171,14 @@ pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
     if log_kind.is_none() {
         note(&mut findings, Err::<(), _>(store::missing_log(dir)))?;
     } else if !log_wrong {
-        let data = dir.read(LOG, log::MAX_LEN).map_err(Error::store_file);
+        let data = dir.read(LOG_FILE, log::MAX_LEN).map_err(Error::store_file);
         if let Some(Some(data)) = note(&mut findings, data)? {
             match log::scan(&data, legacy) {
                 Ok(scan) => {
                     if scan.format == Format::Legacy {
                         findings.push(Finding {
                             kind: FindingKind::Legacy,
-                            path: dir.join(LOG),
+                            path: dir.join(LOG_FILE),
                             message: "it is in the first release's format (no header); the \
                                       next reservation rewrites it in version 2, counters \
                                       unchanged"
@@ -187,7 +188,7 @@ pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
                     if scan.interrupted {
                         findings.push(Finding {
                             kind: FindingKind::InterruptedWrite,
-                            path: dir.join(LOG),
+                            path: dir.join(LOG_FILE),
                             message: format!(
                                 "line {} holds a write that was interrupted (a crash during \
                                  a reservation that never returned); it counts for nothing \
@@ -200,7 +201,7 @@ pub(crate) fn verify_dir(dir: &Dir) -> Result<Verification, Error> {
                 }
                 Err(damage) => findings.push(Finding {
                     kind: FindingKind::Corrupt,
-                    path: dir.join(LOG),
+                    path: dir.join(LOG_FILE),
                     message: damage.to_string(),
                 }),
             }
