@@ -1,131 +1,145 @@
-//! `gapreg demo-write`: the main job until the registry lands. Real processes update one
-//! checksummed file at once, a writer is killed mid-write, and the results are verified.
+//! `gapreg demo` and `gapreg demo-write`: their scratch directory, their child processes
+//! (this binary, re-executed as `gapreg demo-agent` and `gapreg demo-worker`) and what they
+//! print. The workloads and the checks are the `gapreg-demo` crate's.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use atomic_file::{Format, Options};
+use gapreg_demo::{Program, agents, file_layer};
 
-use crate::output::{eprint_escaped, escape, escape_path, print_line};
+use crate::Result;
+use crate::output::{
+    eprint_escaped, escape, escape_path, escape_text, fancy_stderr, print_line, print_raw,
+};
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-/// The counter file the workers share.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Counter {
-    value: u64,
-}
-
-fn opts() -> Options {
-    Options::new().checksum(true)
-}
-
-/// Runs the demo with `workers` processes doing `updates` each.
-pub fn run(workers: u32, updates: u32) -> Result<()> {
+/// A fresh scratch directory for one run.
+fn scratch_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("gapreg-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let outcome = run_in(&dir, workers, updates);
+    Ok(dir)
+}
+
+/// This binary, running the hidden subcommand `sub`.
+fn this_program(sub: &str) -> Result<Program> {
+    Ok(Program::new(std::env::current_exe()?).arg(sub))
+}
+
+/// `gapreg demo --agents N`: the registry is removed after a run that passed, and kept for
+/// inspection otherwise.
+pub fn run(agents: u32) -> Result {
+    let dir = scratch_dir()?;
+    let outcome = run_agents_in(&dir, agents);
+    match &outcome {
+        Ok(()) => std::fs::remove_dir_all(&dir)?,
+        Err(_) => eprint_escaped(&format!(
+            "gapreg: the demo registry is kept for inspection in {}",
+            dir.display()
+        )),
+    }
+    outcome
+}
+
+fn run_agents_in(repo: &Path, agents: u32) -> Result {
+    let registry = agents::prepare(repo)?;
+    eprint_escaped(&format!(
+        "gapreg: demo registry {}; starting {agents} agent processes",
+        registry.dir().display()
+    ));
+    let fancy = fancy_stderr();
+    let started = Instant::now();
+    let reports = agents::run_agents(&this_program("demo-agent")?, repo, agents, |done| {
+        if fancy {
+            // Progress only; a failure to show it is no failure of the demo.
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[2Kgapreg: agents finished {done}/{agents}"
+            );
+        }
+    });
+    if fancy {
+        let _ = writeln!(std::io::stderr());
+    }
+    let reports = reports?;
+    let elapsed = started.elapsed();
+
+    let mut text = escape_text(&registry.render()?).into_owned();
+    let verification = gapreg_demo::verify(&registry, &reports, agents)?;
+    text.push_str(&format!(
+        "\n## Verification ({agents} agents, {elapsed:.1?})\n\n"
+    ));
+    for check in &verification.checks {
+        let mark = if check.passed { "x" } else { " " };
+        text.push_str(&format!("- [{mark}] {}\n", check.what));
+    }
+    print_raw(text.as_bytes())?;
+    if !verification.passed() {
+        return Err("the demo's verification failed (see above)".into());
+    }
+    Ok(())
+}
+
+/// `gapreg demo-agent NAME REPO`: one agent's work, its report as one line to the parent.
+pub fn agent(name: &str, repo: &Path) -> Result {
+    let report = agents::agent(name, repo)?;
+    // To the parent, through a pipe: an error here (the parent is gone) fails the agent.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", report.line()?)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// `gapreg demo-write`: the file layer's demo in a scratch directory, removed afterwards.
+pub fn write(workers: u32, updates: u32) -> Result {
+    let dir = scratch_dir()?;
+    let outcome = write_in(&dir, workers, updates);
     std::fs::remove_dir_all(&dir)?;
     outcome
 }
 
-fn run_in(dir: &Path, workers: u32, updates: u32) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let counter = dir.join("counter.json");
+fn write_in(dir: &Path, workers: u32, updates: u32) -> Result {
     eprint_escaped(&format!(
         "gapreg: {workers} processes x {updates} locked updates of {}",
-        counter.display()
+        file_layer::counter_path(dir).display()
     ));
-    let started = Instant::now();
-    let children = (0..workers)
-        .map(|_| {
-            Command::new(&exe)
-                .args(["demo-worker", "count"])
-                .arg(&counter)
-                .arg(updates.to_string())
-                .stdin(Stdio::null())
-                .spawn()
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    for mut child in children {
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("a worker failed: {status}").into());
-        }
-    }
-    let total: Counter = opts().read_value(&counter, Format::Json)?;
-    let expected = u64::from(workers) * u64::from(updates);
+    let report = file_layer::run(dir, &this_program("demo-worker")?, workers, updates)?;
     print_line(&format!(
-        "updates: {} of {expected} counted in {:.2?} ({})",
-        total.value,
-        started.elapsed(),
-        if total.value == expected {
+        "updates: {} of {} counted in {:.2?} ({})",
+        report.counted,
+        report.expected,
+        report.elapsed,
+        if report.counted == report.expected {
             "none lost"
         } else {
             "LOST UPDATES"
         }
     ))?;
-
-    let big = dir.join("big.bin");
-    let mut writer = Command::new(&exe)
-        .args(["demo-worker", "churn"])
-        .arg(&big)
-        .stdin(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(150));
-    writer.kill()?;
-    writer.wait()?;
-    let intact = opts().read(&big).map(|_| "one complete version");
-    let report = atomic_file::recover(dir)?;
     print_line(&format!(
         "kill -9 mid-write: {} left {}; recovery removed {} leftover temp file(s)",
-        escape_path(&big),
-        intact.as_ref().map_or("a damaged file", |s| s),
-        report.removed.len()
+        escape_path(&report.churned),
+        if report.intact {
+            "one complete version"
+        } else {
+            "a damaged file"
+        },
+        report.removed
     ))?;
-
-    let damaged = dir.join("damaged.json");
-    let mut bytes = std::fs::read(&counter)?;
-    let Some(last) = bytes.len().checked_sub(2) else {
-        return Err(format!("{} is too short to damage", escape_path(&counter)).into());
-    };
-    bytes[last] ^= 0x01;
-    std::fs::write(&damaged, &bytes)?;
-    match opts().read(&damaged) {
-        Err(e) if e.is_corrupt() => {
-            print_line(&format!("bit flip detected: {}", escape(&e.to_string())))?
-        }
-        other => return Err(format!("a bit flip went unnoticed: {other:?}").into()),
+    match &report.damage {
+        Some(message) => print_line(&format!("bit flip detected: {}", escape(message)))?,
+        None => print_line("a bit flip went UNNOTICED")?,
     }
-    if total.value != expected || intact.is_err() {
+    if !report.passed() {
         return Err("verification failed".into());
     }
     print_line("verified: no update lost, no torn file, damage reported")?;
     Ok(())
 }
 
-/// A worker process of the demo.
-pub fn worker(role: &str, path: &Path, count: u32) -> Result<()> {
+/// `gapreg demo-worker ROLE PATH [COUNT]`: one worker process of `demo-write`.
+pub fn worker(role: &str, path: &Path, count: u32) -> Result {
     match role {
-        "count" => {
-            for _ in 0..count {
-                opts().update_value(path, Format::Json, |old: Option<Counter>| {
-                    let mut c = old.unwrap_or_default();
-                    c.value += 1;
-                    Ok::<_, atomic_file::Error>(c)
-                })?;
-            }
-            Ok(())
-        }
-        "churn" => {
-            let mut data = vec![0u8; 1 << 20];
-            for v in 0u8.. {
-                data.fill(v);
-                opts().write(path, &data)?;
-            }
-            Ok(())
-        }
+        "count" => Ok(file_layer::count(path, count)?),
+        "churn" => Ok(file_layer::churn(path)?),
         other => Err(format!("unknown demo worker role {other:?}").into()),
     }
 }

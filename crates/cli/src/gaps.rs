@@ -563,20 +563,6 @@ pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Du
     show_gap(out, &gap, &format!("{agent} claimed"))
 }
 
-/// Whether `err`, returned by a claim, means the claim lost a race: the gap was claimed by
-/// another agent or closed since the caller saw it `ready`. Both are conflicts (exit 5, see
-/// `exit::classify`), and an agent moves on to the next ready gap.
-pub fn lost_race(err: &gapreg::Error) -> bool {
-    matches!(
-        err.kind(),
-        gapreg::ErrorKind::Conflict {
-            detail: gapreg::ConflictDetail::ClaimedBy { .. }
-                | gapreg::ConflictDetail::Closed { .. },
-            ..
-        }
-    )
-}
-
 /// `gapreg unclaim ID --agent A`.
 pub fn unclaim(global: &Global, out: Output, id: &str, agent: &str) -> Result {
     let gap = registry(global)?.unclaim(id, agent)?;

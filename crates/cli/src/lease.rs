@@ -99,29 +99,30 @@ fn lease_json(lease: &Lease) -> serde_json::Value {
     })
 }
 
-/// The state fields of a lease in `lease list --json`: `status` (`live`, `expired` — also
-/// while still protected — or `holder-dead`), `blocks_grants`, and `protected_until` (an
-/// expired lease inside the skew margin) or `reason` (a dead holder). The judgement is
-/// leaselock's ([`LeaseStatus`]).
-/// The STATE column: like leaselock's `Display` (`expired (protected until T)`), with times
-/// to the second like every other time the CLI prints.
+/// The STATE column: leaselock's `Display` of [`LeaseStatus`] (`live`, `expired`,
+/// `holder-dead (reason)`), with the time of `expired (protected until T)` to the second like
+/// every other time the CLI prints.
 fn status_text(status: &LeaseStatus) -> String {
-    match (status.protected_until(), status) {
-        (Some(until), _) => format!("{} (protected until {})", status.name(), time(until)),
-        (None, LeaseStatus::HolderDead { reason }) => format!("{} ({reason})", status.name()),
-        (None, _) => status.name().to_owned(),
+    match status.protected_until() {
+        Some(until) => format!("{} (protected until {})", status.name(), time(until)),
+        None => status.to_string(),
     }
 }
 
-fn status_json(status: &LeaseStatus, v: &mut serde_json::Value) {
-    v["status"] = json!(status.name());
-    v["blocks_grants"] = json!(status.blocks_grants());
+/// The state fields of a lease in `lease list --json`: leaselock's serde form of
+/// [`LeaseStatus`] — `status` (`live`, `expired` — also while still protected — or
+/// `holder-dead`), `blocks_grants`, `reason` (a dead holder) — with `protected_until` (an
+/// expired lease inside the skew margin) as RFC 3339 text like every other time.
+fn status_json(status: &LeaseStatus, v: &mut serde_json::Value) -> Result {
+    if let serde_json::Value::Object(fields) = serde_json::to_value(status)? {
+        for (key, field) in fields {
+            v[key.as_str()] = field;
+        }
+    }
     if let Some(until) = status.protected_until() {
         v["protected_until"] = json!(time(until));
     }
-    if let LeaseStatus::HolderDead { reason } = status {
-        v["reason"] = json!(reason);
-    }
+    Ok(())
 }
 
 /// Runs one `gapreg lease` command.
@@ -170,21 +171,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             })?;
         }
         LeaseCommand::Renew { id, holder, ttl } => {
-            let listing = leases.list()?;
-            let lease = listing
-                .leases
-                .into_iter()
-                .map(|(lease, _)| lease)
-                .find(|lease| lease.id == id && lease.holder == holder)
-                .ok_or_else(|| {
-                    crate::exit::not_found(format!(
-                        "no lease {id:?} held by {holder:?}: see `gapreg lease list`"
-                    ))
-                })?;
-            let lease = match ttl {
-                Some(ttl) => leases.renew_for(&lease, ttl)?,
-                None => leases.renew(&lease)?,
-            };
+            let lease = leases.renew_id(&id, &holder, ttl)?;
             out.answer(&lease_json(&lease), |w| {
                 writeln!(
                     w,
@@ -214,9 +201,9 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
             let doc = json!({
                 "leases": listing.leases.iter().map(|(l, status)| {
                     let mut v = lease_json(l);
-                    status_json(status, &mut v);
-                    v
-                }).collect::<Vec<_>>(),
+                    status_json(status, &mut v)?;
+                    Ok(v)
+                }).collect::<Result<Vec<_>>>()?,
                 "corrupt": listing.corrupt.iter().map(|c| json!({"file": path_json(&c.path), "reason": c.reason})).collect::<Vec<_>>(),
             });
             out.show(&doc, |w| {
@@ -229,7 +216,7 @@ pub fn run(global: &Global, out: Output, cmd: LeaseCommand) -> Result {
                         vec![
                             l.id.clone(),
                             l.holder.clone(),
-                            format!("{:?}", l.mode).to_lowercase(),
+                            l.mode.to_string(),
                             status_text(status),
                             l.token.to_string(),
                             paths.join(" "),
@@ -296,7 +283,7 @@ mod tests {
         let until = UNIX_EPOCH + Duration::from_secs(1_800_000_005);
         let fields = |status: LeaseStatus| {
             let mut v = json!({});
-            status_json(&status, &mut v);
+            status_json(&status, &mut v).expect("a status serializes");
             v
         };
         assert_eq!(

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-mod agents;
 mod demo;
 mod duration;
 mod exit;
@@ -277,9 +276,9 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
                 Ok(())
             })?)
         }
-        Command::Demo { agents } => agents::run(agents),
-        Command::DemoAgent { name, repo } => agents::agent(&name, &repo),
-        Command::DemoWrite { workers, updates } => demo::run(workers, updates),
+        Command::Demo { agents } => demo::run(agents),
+        Command::DemoAgent { name, repo } => demo::agent(&name, &repo),
+        Command::DemoWrite { workers, updates } => demo::write(workers, updates),
         Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count),
         Command::Completions { shell } => {
             // Generated into memory: clap_complete panics on a failed write (a closed pipe).

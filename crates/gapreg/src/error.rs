@@ -4,6 +4,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// The class of an error (what an exit code or a retry loop needs), shared by every crate of
+/// this workspace: see [`Error::class`].
+pub use atomic_file::ErrorClass;
 use leaselock::mutex::{MutexError, MutexErrorKind};
 
 use crate::time::Timestamp;
@@ -164,6 +167,20 @@ pub enum ErrorKind {
     },
 }
 
+// INTERIM until idreserve::Error::class lands: the CLI's idreserve branch.
+fn ids_class_interim(e: &idreserve::Error) -> ErrorClass {
+    use idreserve::ErrorKind as K;
+    match e.kind() {
+        K::NoStore { .. } => ErrorClass::NotFound,
+        K::AlreadyExists { .. } => ErrorClass::Conflict,
+        K::Corrupt { .. } => ErrorClass::Damaged,
+        K::Lock(m) => m.class(),
+        K::File(f) => f.class(),
+        K::Io { source, .. } => ErrorClass::of_io(source),
+        _ => ErrorClass::Invalid,
+    }
+}
+
 fn suggest(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
         String::new()
@@ -257,6 +274,56 @@ impl Error {
             ErrorKind::NotFound { .. } | ErrorKind::NoRegistry { .. }
         )
     }
+
+    /// True when a claim lost a race: the gap was claimed by another agent
+    /// ([`ConflictDetail::ClaimedBy`]) or closed ([`ConflictDetail::Closed`]) since the caller
+    /// saw it ready. Both are conflicts ([`ErrorClass::Conflict`]); an agent moves on to the
+    /// next ready gap.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(
+            &*self.kind,
+            ErrorKind::Conflict {
+                detail: ConflictDetail::ClaimedBy { .. } | ConflictDetail::Closed { .. },
+                ..
+            }
+        )
+    }
+
+    /// The class of this error, what an exit code or a retry loop needs:
+    /// [`ErrorClass::NotFound`] for no registry or an unknown gap or loop;
+    /// [`ErrorClass::Conflict`] for an existing registry or a lost compare-and-swap;
+    /// [`ErrorClass::Invalid`] for a refused argument, batch or dependency cycle;
+    /// [`ErrorClass::Damaged`] for a corrupt file; [`ErrorClass::Busy`] for a registry lock
+    /// that stayed busy; the wrapped error's own class for the lock, the id store, a file and
+    /// the leases; [`ErrorClass::of_io`] for another I/O error.
+    ///
+    /// ```
+    /// use gapreg::{Config, Registry};
+    /// use gapreg::atomic_file::ErrorClass;
+    ///
+    /// let repo = tempfile::tempdir()?;
+    /// let reg = Registry::init(repo.path(), Config::default())?;
+    /// assert_eq!(reg.show("GAP-OP-9").unwrap_err().class(), ErrorClass::NotFound);
+    /// let again = Registry::init(repo.path(), Config::default()).unwrap_err();
+    /// assert_eq!(again.class(), ErrorClass::Conflict);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match &*self.kind {
+            ErrorKind::NoRegistry { .. } | ErrorKind::NotFound { .. } => ErrorClass::NotFound,
+            ErrorKind::AlreadyExists { .. } | ErrorKind::Conflict { .. } => ErrorClass::Conflict,
+            ErrorKind::Invalid { .. }
+            | ErrorKind::BatchInvalid { .. }
+            | ErrorKind::Cycle { .. } => ErrorClass::Invalid,
+            ErrorKind::Corrupt { .. } => ErrorClass::Damaged,
+            ErrorKind::Timeout(_) => ErrorClass::Busy,
+            ErrorKind::Lock(m) => m.class(),
+            ErrorKind::Ids(e) => ids_class_interim(e),
+            ErrorKind::File(f) => f.class(),
+            ErrorKind::Leases(l) => l.class(),
+            ErrorKind::Io { source, .. } => ErrorClass::of_io(source),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -299,5 +366,77 @@ impl From<leaselock::lease::LeaseError> for Error {
 impl From<atomic_file::Error> for Error {
     fn from(e: atomic_file::Error) -> Error {
         Error::new(ErrorKind::File(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_own_kind_has_its_class() {
+        let class = |kind| Error::new(kind).class();
+        let s = String::new;
+        assert_eq!(
+            class(ErrorKind::NoRegistry { start: "r".into() }),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            class(ErrorKind::NotFound {
+                what: "gap",
+                id: s(),
+                suggestions: vec![],
+            }),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            class(ErrorKind::AlreadyExists { path: "r".into() }),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            Error::conflict("GAP-OP-1", ConflictDetail::Exists).class(),
+            ErrorClass::Conflict
+        );
+        assert_eq!(Error::invalid("id", "bad").class(), ErrorClass::Invalid);
+        assert_eq!(
+            class(ErrorKind::BatchInvalid { errors: vec![] }),
+            ErrorClass::Invalid
+        );
+        assert_eq!(
+            class(ErrorKind::Cycle { path: vec![] }),
+            ErrorClass::Invalid
+        );
+        assert_eq!(Error::corrupt("f", "bad").class(), ErrorClass::Damaged);
+        let io = |kind| Error::io("read", "f", io::Error::from(kind)).class();
+        assert_eq!(io(io::ErrorKind::NotFound), ErrorClass::NotFound);
+        assert_eq!(io(io::ErrorKind::TimedOut), ErrorClass::Busy);
+        assert_eq!(io(io::ErrorKind::PermissionDenied), ErrorClass::Failure);
+    }
+
+    #[test]
+    fn a_lost_claim_race_is_a_conflict() {
+        let claimed = Error::conflict(
+            "GAP-OP-1",
+            ConflictDetail::ClaimedBy {
+                agent: "CC-1".into(),
+                expires_at: None,
+            },
+        );
+        let closed = Error::conflict(
+            "GAP-OP-1",
+            ConflictDetail::Closed {
+                status: crate::model::Status::Complete,
+            },
+        );
+        for lost in [&claimed, &closed] {
+            assert!(lost.is_lost_race());
+            assert_eq!(lost.class(), ErrorClass::Conflict);
+        }
+        let moved = ConflictDetail::Revision {
+            expected: 1,
+            actual: 2,
+        };
+        assert!(!Error::conflict("GAP-OP-1", moved).is_lost_race());
+        assert!(!Error::corrupt("f", "bad").is_lost_race());
     }
 }
