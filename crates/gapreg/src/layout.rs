@@ -1,6 +1,6 @@
 //! Every file and directory under `.gapreg/`, and how each is reached: the one place gapreg
 //! names them. Names that belong to a lower crate come from that crate's exports
-//! ([`idreserve::FILES`](idreserve), [`leaselock::lease`]'s and [`leaselock::mutex`]'s
+//! ([`idreserve::FILES`], [`leaselock::lease`]'s and [`leaselock::mutex`]'s
 //! constants, [`atomic_file::TEMP_SUFFIX`]), so no crate spells another's files.
 //!
 //! | path | owner | kind | tracked by git | why |
@@ -64,8 +64,8 @@ pub(crate) fn gitignore() -> String {
         INDEX.to_owned(),
         LOCK.to_owned(),
         format!("{LOCK}{QUEUE_SUFFIX}/"),
-        format!("{IDS}/*.lock"),
-        format!("{IDS}/*.lock{QUEUE_SUFFIX}/"),
+        format!("{IDS}/{}", idreserve::LOCK_FILE),
+        format!("{IDS}/{}/", idreserve::QUEUE_DIR),
         format!("{LEASES}/"),
         format!(".*{}", atomic_file::TEMP_SUFFIX),
         format!("{STAGING}/"),

@@ -339,25 +339,18 @@ impl Files {
         bad: &[Stamped<DamagedFile>],
     ) -> Result<()> {
         let mut body = String::new();
-        for (g, file) in gaps {
-            body.push_str(
-                &IndexLine {
-                    gap: Some(g.clone()),
-                    file: file.clone(),
-                    ..IndexLine::stamp(stamp)
-                }
-                .encode(),
-            );
-        }
-        for (d, file) in bad {
-            body.push_str(
-                &IndexLine {
-                    damaged: Some(d.clone()),
-                    file: file.clone(),
-                    ..IndexLine::stamp(stamp)
-                }
-                .encode(),
-            );
+        let lines = gaps
+            .iter()
+            .map(|(g, file)| (Some(g.clone()), None, file))
+            .chain(bad.iter().map(|(d, file)| (None, Some(d.clone()), file)));
+        for (gap, damaged, file) in lines {
+            let line = IndexLine {
+                gap,
+                damaged,
+                file: file.clone(),
+                ..IndexLine::stamp(stamp)
+            };
+            body.push_str(&line.encode());
         }
         body.push_str(&IndexLine::stamp(stamp).encode());
         let header = IndexLine {

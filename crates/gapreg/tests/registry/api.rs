@@ -35,7 +35,87 @@ fn init_open_discover() {
         "{err}"
     );
     let gitignore = std::fs::read_to_string(reg.dir().join(".gitignore")).expect("gitignore");
-    assert!(gitignore.contains("index.log") && gitignore.contains("*.lock"));
+    for line in [
+        "index.log",
+        "registry.lock",
+        "registry.lock.queue/",
+        "ids/counters.lock",
+        "ids/counters.lock.queue/",
+        "leases/",
+        ".*.atomic-tmp",
+        "staging/",
+        "batch.pending",
+        "keys/",
+    ] {
+        assert!(
+            gitignore.lines().any(|l| l == line),
+            "{line} missing:\n{gitignore}"
+        );
+    }
+}
+
+/// In a real git repository, after every kind of write (a gap, a batch, a keyed filing, a
+/// claim, a lease), git sees exactly the documents and the id store's tracked files: every
+/// other file gapreg and the crates below it wrote is ignored.
+#[test]
+fn git_sees_only_the_documents() {
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let repo = tempfile::tempdir().expect("tempdir");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    git(&["init", "-q"]);
+    let reg = Registry::init(repo.path(), Config::default()).expect("init");
+    reg.file(GapSpec::new("one", Severity::High)).expect("file");
+    reg.file_batch(vec![
+        GapSpec::new("two", Severity::Low),
+        GapSpec::new("three", Severity::Low),
+    ])
+    .expect("batch");
+    reg.file_idempotent(GapSpec::new("four", Severity::Low), "k-1")
+        .expect("keyed");
+    reg.claim("GAP-OP-1", "CC-1", None).expect("claim");
+    let leases = reg
+        .leases(gapreg::leaselock::lease::LeaseOptions::default())
+        .expect("leases");
+    leases
+        .acquire(
+            &gapreg::leaselock::lease::LeaseRequest::exclusive("CC-1")
+                .file("src/main.rs")
+                .bind(gapreg::leaselock::lease::Binding::TtlOnly),
+        )
+        .expect("lease");
+    let seen: Vec<String> = git(&["status", "--porcelain", "--untracked-files=all"])
+        .lines()
+        .map(|l| l[3..].to_owned())
+        .collect();
+    let expected = [
+        ".gapreg/.gitignore",
+        ".gapreg/config.yaml",
+        ".gapreg/gaps/GAP-OP-1.yaml",
+        ".gapreg/gaps/GAP-OP-2.yaml",
+        ".gapreg/gaps/GAP-OP-3.yaml",
+        ".gapreg/gaps/GAP-OP-4.yaml",
+        ".gapreg/ids/config.yaml",
+        ".gapreg/ids/counters.log",
+    ];
+    assert_eq!(
+        seen, expected,
+        "git sees files it should not, or misses documents"
+    );
 }
 
 #[test]

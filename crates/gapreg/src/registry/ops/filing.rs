@@ -17,6 +17,15 @@ use super::Engine;
 /// The loops, read once per call the first time a check needs them.
 type LoopCache = Option<BTreeMap<String, Loop>>;
 
+/// What checking one entry needs to know of its batch.
+struct Batch<'s> {
+    /// Every entry.
+    all: &'s [GapSpec],
+    /// The entries with an explicit id, by id.
+    explicit: HashMap<String, usize>,
+    loops: LoopCache,
+}
+
 impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     /// Files one gap: see [`crate::Registry::file`].
     pub fn file(&self, spec: GapSpec) -> Result<Gap> {
@@ -176,18 +185,21 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     /// Checks every entry; returns each one's id prefix (`None` for an explicit id), or every
     /// invalid entry at once.
     fn check_batch(&self, specs: &[GapSpec]) -> Result<Vec<Option<String>>> {
-        let mut loop_cache = None;
         let mut errors: Vec<(usize, Error)> = Vec::new();
         let mut prefixes = Vec::with_capacity(specs.len());
-        let explicit: HashMap<String, usize> = specs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.id.clone().map(|id| (id, i)))
-            .collect();
+        let mut batch = Batch {
+            all: specs,
+            explicit: specs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.id.clone().map(|id| (id, i)))
+                .collect(),
+            loops: None,
+        };
         // batch-internal edges for the cycle check
         let mut internal: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (i, spec) in specs.iter().enumerate() {
-            match self.check_spec(i, spec, specs, &explicit, &mut loop_cache) {
+            match self.check_spec(i, spec, &mut batch) {
                 Ok((prefix, edges)) => {
                     prefixes.push(prefix);
                     internal.insert(format!("@{i}"), edges);
@@ -303,15 +315,13 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
         &self,
         i: usize,
         spec: &GapSpec,
-        all: &[GapSpec],
-        explicit: &HashMap<String, usize>,
-        loop_cache: &mut LoopCache,
+        batch: &mut Batch<'_>,
     ) -> Result<(Option<String>, Vec<String>)> {
         check_spec_fields(spec, self.clock.now())?;
         let prefix = match &spec.id {
             Some(id) => {
                 check_explicit_id(id)?;
-                if explicit.get(id) != Some(&i) {
+                if batch.explicit.get(id) != Some(&i) {
                     return Err(Error::invalid(
                         format!("id {id}"),
                         "it appears twice in this batch",
@@ -332,27 +342,22 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
             }
         };
         if let Some(parent) = &spec.parent_loop {
-            if !self.find_loop(parent, loop_cache)? {
+            if !self.find_loop(parent, &mut batch.loops)? {
                 return Err(self.docs.loop_not_found(parent, "parent loop"));
             }
         }
-        let edges = self.check_deps(i, spec, all, explicit, loop_cache)?;
+        let edges = self.check_deps(i, spec, batch)?;
         if spec.status == Some(Status::Complete) {
-            self.check_complete_deps(spec, all, explicit, loop_cache)?;
+            self.check_complete_deps(spec, batch)?;
         }
         Ok((prefix, edges))
     }
 
     /// An entry's dependencies exist (or are entries of the batch) and close no cycle through
     /// an explicit id; returns its edges to other entries.
-    fn check_deps(
-        &self,
-        i: usize,
-        spec: &GapSpec,
-        all: &[GapSpec],
-        explicit: &HashMap<String, usize>,
-        loop_cache: &mut LoopCache,
-    ) -> Result<Vec<String>> {
+    fn check_deps(&self, i: usize, spec: &GapSpec, batch: &mut Batch<'_>) -> Result<Vec<String>> {
+        let (all, explicit) = (batch.all, &batch.explicit);
+        let loop_cache = &mut batch.loops;
         let mut edges = Vec::new();
         for dep in &spec.depends_on {
             if let Some(n) = dep.strip_prefix('@') {
@@ -403,13 +408,9 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
 
     /// An entry filed as complete depends only on finished gaps and loops (entries of the
     /// batch: filed complete too).
-    fn check_complete_deps(
-        &self,
-        spec: &GapSpec,
-        all: &[GapSpec],
-        explicit: &HashMap<String, usize>,
-        loop_cache: &mut LoopCache,
-    ) -> Result<()> {
+    fn check_complete_deps(&self, spec: &GapSpec, batch: &mut Batch<'_>) -> Result<()> {
+        let (all, explicit) = (batch.all, &batch.explicit);
+        let loop_cache = &mut batch.loops;
         let mut open = Vec::new();
         for dep in &spec.depends_on {
             let entry = match dep.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
