@@ -2,31 +2,7 @@
 //! them, exported so that a tool laying out a larger directory (gapreg's `layout` module, a
 //! `.gitignore`) cites them instead of spelling them again.
 //!
-//! | name | kind | belongs in version control | what it is |
-//! |------|------|----------------------------|------------|
-//! | [`CONFIG_FILE`] `config.yaml` | file | yes | the store's format version, allow-list and widths ([`Config`](crate::Config)) |
-//! | [`LOG_FILE`] `counters.log` | file | yes | every prefix's counter (format in [`log`](crate::log)) |
-//! | [`LOCK_FILE`] `counters.lock` | file | no | the lock every change of the log holds ([`leaselock::mutex::FileMutex`]) |
-//! | [`QUEUE_DIR`] `counters.lock.queue/` | directory | no | that lock's first-come-first-served queue (leaselock's files inside) |
-//!
-//! A writer that rewrites `counters.log` or `config.yaml` leaves, if it dies, a temp file
-//! named by atomic-file (ending in [`atomic_file::TEMP_SUFFIX`]);
-//! [`Store::remove_temp_files`](crate::Store::remove_temp_files) removes those. No other
-//! entry is created.
-//!
-//! ```
-//! let dir = tempfile::tempdir()?;
-//! let store = idreserve::Store::create(dir.path().join("ids"), idreserve::Config::default())?;
-//! store.reserve("SEC", 1)?;
-//! let mut names: Vec<String> = std::fs::read_dir(store.dir())?
-//!     .map(|e| Ok::<_, std::io::Error>(e?.file_name().to_string_lossy().into_owned()))
-//!     .collect::<Result<_, _>>()?;
-//! names.sort();
-//! let mut listed: Vec<&str> = idreserve::FILES.iter().map(|f| f.name).collect();
-//! listed.sort();
-//! assert_eq!(names, listed);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The table is [`FILES`]; the names are re-exported at the crate root.
 
 /// The store's settings, `config.yaml`: written once at creation (after the log), read at
 /// every open. Belongs in version control.
@@ -55,6 +31,32 @@ pub struct StoreFile {
 }
 
 /// Every entry a store creates in its directory (leftover temp files of dead writers aside).
+///
+/// | name | kind | belongs in version control | what it is |
+/// |------|------|----------------------------|------------|
+/// | [`CONFIG_FILE`] `config.yaml` | file | yes | the store's format version, allow-list and widths ([`Config`](crate::Config)) |
+/// | [`LOG_FILE`] `counters.log` | file | yes | every prefix's counter (format in [`log`](crate::log)) |
+/// | [`LOCK_FILE`] `counters.lock` | file | no | the lock every change of the log holds ([`leaselock::mutex::FileMutex`]) |
+/// | [`QUEUE_DIR`] `counters.lock.queue/` | directory | no | that lock's first-come-first-served queue (leaselock's files inside) |
+///
+/// A writer that rewrites `counters.log` or `config.yaml` leaves, if it dies, a temp file
+/// named by atomic-file (ending in [`atomic_file::TEMP_SUFFIX`]);
+/// [`Store::remove_temp_files`](crate::Store::remove_temp_files) removes those. No other
+/// entry is created.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let store = idreserve::Store::create(dir.path().join("ids"), idreserve::Config::default())?;
+/// store.reserve("SEC", 1)?;
+/// let mut names: Vec<String> = std::fs::read_dir(store.dir())?
+///     .map(|e| Ok::<_, std::io::Error>(e?.file_name().to_string_lossy().into_owned()))
+///     .collect::<Result<_, _>>()?;
+/// names.sort();
+/// let mut listed: Vec<&str> = idreserve::FILES.iter().map(|f| f.name).collect();
+/// listed.sort();
+/// assert_eq!(names, listed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const FILES: &[StoreFile] = &[
     StoreFile {
         name: CONFIG_FILE,

@@ -66,7 +66,24 @@ pub enum FindingKind {
 /// Checks the store in `dir` without changing, creating or locking anything: the types of
 /// its entries (no symlink, FIFO or directory where a file belongs, no link as the store
 /// directory), its `config.yaml`, every slot of its log, its lock files, and leftover temp
-/// files. Damage is reported as findings, not as an error.
+/// files. Damage is reported as findings, not as an error. Leftover temp files are found
+/// with the same writer-liveness check that [`Store::remove_temp_files`] uses, but none is
+/// removed.
+///
+/// ```
+/// use idreserve::{Config, ErrorClass, Store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let ids = dir.path().join("ids");
+/// assert_eq!(idreserve::verify(&ids).unwrap_err().class(), ErrorClass::NotFound);
+/// Store::create(&ids, Config::default())?.reserve("SEC", 5)?;
+/// let report = idreserve::verify(&ids)?;
+/// assert!(report.is_healthy());
+/// assert_eq!(report.counters.map(|c| c["SEC"]), Some(5));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// [`Store::remove_temp_files`]: crate::Store::remove_temp_files
 ///
 /// # Errors
 ///

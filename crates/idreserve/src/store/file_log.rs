@@ -51,8 +51,10 @@ impl<'a> FileLog<'a> {
     fn open(store: &'a Store, guard: MutexGuard) -> Result<FileLog<'a>, Error> {
         let dir = &store.dir;
         let path = store.log_path();
-        // Opened without following anything; then again for writing (the directory API opens
-        // read-write only with O_CREAT), checked to be the same file.
+        // Opened without following anything; then again for writing, checked to be the same
+        // file. Two opens because `Dir` opens read-write only with `O_CREAT` (`open_lock`),
+        // which would create a log that was removed; a `Dir::open_rw` (read-write, never
+        // creating, with the same checks) would make this one open.
         let checked = dir
             .open_file(LOG_FILE)
             .map_err(Error::store_file)?

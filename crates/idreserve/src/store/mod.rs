@@ -217,7 +217,36 @@ impl Store {
 
     /// Raises `prefix`'s counter to at least `at_least` (it is never lowered): one durable
     /// record, or nothing at all when the counter is already there. For IDs known to be in
-    /// use elsewhere (files merged from another branch, `gapreg doctor --repair`).
+    /// use elsewhere (files merged from another branch, `gapreg doctor --repair`): after it
+    /// returns, [`Store::reserve`] hands out only numbers above `at_least`, and every ID up to
+    /// it passes [`Store::validate`].
+    ///
+    /// Takes the store's lock and, like a reservation, returns only after the record is on
+    /// disk; [`Raised::changed`] tells whether one was written.
+    ///
+    /// ```
+    /// use idreserve::{Config, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create(dir.path().join("ids"), Config::default())?;
+    /// store.reserve("GAP-OP", 3)?;
+    /// // GAP-OP-1091 was found in a file merged from another branch.
+    /// let raised = store.raise("GAP-OP", 1091)?;
+    /// assert_eq!((raised.before, raised.after, raised.changed()), (3, 1091, true));
+    /// assert_eq!(store.reserve("GAP-OP", 1)?.first(), 1092);
+    /// // Never lowered: asking for less changes nothing.
+    /// let again = store.raise("GAP-OP", 10)?;
+    /// assert_eq!((again.before, again.after, again.changed()), (1092, 1092, false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPrefix`] or [`ErrorKind::UnknownPrefix`] before the lock is
+    /// taken; a lock timeout ([`ErrorKind::Lock`], naming the holder); [`ErrorKind::Corrupt`]
+    /// for a damaged store (nothing is written then); [`ErrorKind::TooManyPrefixes`] if the
+    /// log cannot hold one more prefix. A failed flush is handled as for
+    /// [`Store::reserve`].
     pub fn raise(&self, prefix: &str, at_least: u64) -> Result<Raised, Error> {
         self.check_allowed(prefix)?;
         let mut log = self.locked_log()?;
@@ -329,7 +358,36 @@ impl Store {
         Ok(InitReport { found, skipped })
     }
 
-    /// Checks every file of the store without changing anything: see [`crate::verify`].
+    /// Checks every file of the store without changing, creating or locking anything (a dry
+    /// run of what the next writer would find): see [`crate::verify`]. Damage is reported as
+    /// [`Finding`](crate::Finding)s, not as an error, so a doctor lists every problem at once.
+    ///
+    /// ```
+    /// use idreserve::{Config, FindingKind, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::create(dir.path().join("ids"), Config::default())?;
+    /// store.reserve("SEC", 2)?;
+    /// let report = store.verify()?;
+    /// assert!(report.is_healthy() && report.findings.is_empty());
+    /// assert_eq!(report.counters.as_ref().map(|c| c["SEC"]), Some(2));
+    ///
+    /// // One flipped byte in the log: reported, and nothing is changed or reset.
+    /// let log = store.dir().join(idreserve::LOG_FILE);
+    /// let mut bytes = std::fs::read(&log)?;
+    /// bytes[64] ^= 1;
+    /// std::fs::write(&log, &bytes)?;
+    /// let report = store.verify()?;
+    /// assert!(!report.is_healthy());
+    /// assert_eq!(report.findings[0].kind, FindingKind::Corrupt);
+    /// assert_eq!(std::fs::read(&log)?, bytes);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An I/O error if a check could not be made (permission denied, say); damage is never
+    /// an error here.
     pub fn verify(&self) -> Result<crate::Verification, Error> {
         crate::verify::verify_dir(&self.dir)
     }
