@@ -17,6 +17,7 @@ pub const LOCK_FILE: &str = "counters.lock";
 pub const QUEUE_DIR: &str = "counters.lock.queue";
 
 /// One entry of a store directory, as listed in [`FILES`].
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreFile {
     /// Its name inside the store directory.
