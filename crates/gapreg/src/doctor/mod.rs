@@ -376,7 +376,11 @@ impl Registry {
             if !found.token.is_sound() {
                 report.findings.push(Finding {
                     kind: FindingKind::FencingToken,
-                    subject: leases.leases_dir().join(leaselock::lease::TOKEN_FILE).display().to_string(),
+                    subject: leases
+                        .leases_dir()
+                        .join(leaselock::lease::TOKEN_FILE)
+                        .display()
+                        .to_string(),
                     message: format!(
                         "the fencing-token counter is {:?}; the highest token recorded is {}; \
                          `gapreg doctor --repair` sets it above every recorded token",
