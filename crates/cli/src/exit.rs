@@ -1,4 +1,5 @@
-//! Exit codes, and the mapping from library errors to them.
+//! Exit codes, and the mapping from library errors to them: every library error states its
+//! class (`class()`, an [`ErrorClass`]), and [`code_of`] is the one table from class to code.
 //!
 //! | code | meaning |
 //! |---|---|
@@ -11,8 +12,9 @@
 //! | 6 | corrupt data on disk |
 //! | 75 | busy: a lock wait timed out; try again later |
 
-use atomic_file::ErrorClass;
 use std::error::Error as StdError;
+
+use atomic_file::ErrorClass;
 
 /// The text of `gapreg --help`'s exit-code section.
 pub const HELP: &str = "\
@@ -91,7 +93,7 @@ type ClassOf = fn(&(dyn StdError + 'static)) -> Option<ErrorClass>;
 const CLASSES: [ClassOf; 7] = [
     |e| e.downcast_ref().map(gapreg::Error::class),
     |e| e.downcast_ref().map(gapreg_demo::Error::class),
-    |e| e.downcast_ref().map(ids_class),
+    |e| e.downcast_ref().map(idreserve::Error::class),
     |e| e.downcast_ref().map(leaselock::lease::LeaseError::class),
     |e| e.downcast_ref().map(leaselock::mutex::MutexError::class),
     |e| e.downcast_ref().map(atomic_file::Error::class),
@@ -106,22 +108,8 @@ fn class_of(err: &(dyn StdError + 'static)) -> ErrorClass {
         .unwrap_or(ErrorClass::Failure)
 }
 
-// INTERIM until idreserve::Error::class lands.
-fn ids_class(e: &idreserve::Error) -> ErrorClass {
-    use idreserve::ErrorKind as K;
-    match e.kind() {
-        K::NoStore { .. } => ErrorClass::NotFound,
-        K::AlreadyExists { .. } => ErrorClass::Conflict,
-        K::Corrupt { .. } => ErrorClass::Damaged,
-        K::Lock(m) => m.class(),
-        K::File(f) => f.class(),
-        K::Io { source, .. } => ErrorClass::of_io(source),
-        _ => ErrorClass::Invalid,
-    }
-}
-
 /// The exit code of each class.
-pub fn code_of(class: ErrorClass) -> Code {
+fn code_of(class: ErrorClass) -> Code {
     match class {
         ErrorClass::Invalid => Code::Invalid,
         ErrorClass::NotFound => Code::NotFound,
@@ -131,5 +119,44 @@ pub fn code_of(class: ErrorClass) -> Code {
         ErrorClass::Failure => Code::Failure,
         // A class added later: unexpected until it is given its own code.
         _ => Code::Failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn each_error_type_answers_with_its_class() {
+        let code = |e: Box<dyn StdError>| classify(e.as_ref());
+        assert_eq!(code(invalid("bad")), Code::Invalid);
+        assert_eq!(code(corrupt("bad")), Code::Corrupt);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = gapreg::Registry::open(dir.path().join(".gapreg")).expect_err("no registry");
+        assert_eq!(code(Box::new(missing)), Code::NotFound);
+        let store = idreserve::Store::open(dir.path().join("ids")).expect_err("no store");
+        assert_eq!(code(Box::new(store)), Code::NotFound);
+        let file = atomic_file::read_checksummed(dir.path().join("f")).expect_err("no file");
+        assert_eq!(code(Box::new(file)), Code::NotFound);
+        let busy = io::Error::from(io::ErrorKind::WouldBlock);
+        assert_eq!(code(Box::new(busy)), Code::Busy);
+        assert_eq!(code("anything else".into()), Code::Failure);
+    }
+
+    #[test]
+    fn every_class_has_its_code() {
+        let codes = [
+            (ErrorClass::Invalid, 3),
+            (ErrorClass::NotFound, 4),
+            (ErrorClass::Conflict, 5),
+            (ErrorClass::Damaged, 6),
+            (ErrorClass::Busy, 75),
+            (ErrorClass::Failure, 1),
+        ];
+        for (class, code) in codes {
+            assert_eq!(code_of(class) as u8, code, "{class}");
+        }
     }
 }

@@ -167,20 +167,6 @@ pub enum ErrorKind {
     },
 }
 
-// INTERIM until idreserve::Error::class lands: the CLI's idreserve branch.
-fn ids_class_interim(e: &idreserve::Error) -> ErrorClass {
-    use idreserve::ErrorKind as K;
-    match e.kind() {
-        K::NoStore { .. } => ErrorClass::NotFound,
-        K::AlreadyExists { .. } => ErrorClass::Conflict,
-        K::Corrupt { .. } => ErrorClass::Damaged,
-        K::Lock(m) => m.class(),
-        K::File(f) => f.class(),
-        K::Io { source, .. } => ErrorClass::of_io(source),
-        _ => ErrorClass::Invalid,
-    }
-}
-
 fn suggest(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
         String::new()
@@ -318,7 +304,7 @@ impl Error {
             ErrorKind::Corrupt { .. } => ErrorClass::Damaged,
             ErrorKind::Timeout(_) => ErrorClass::Busy,
             ErrorKind::Lock(m) => m.class(),
-            ErrorKind::Ids(e) => ids_class_interim(e),
+            ErrorKind::Ids(e) => e.class(),
             ErrorKind::File(f) => f.class(),
             ErrorKind::Leases(l) => l.class(),
             ErrorKind::Io { source, .. } => ErrorClass::of_io(source),

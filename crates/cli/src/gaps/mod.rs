@@ -1,0 +1,226 @@
+//! The gap registry commands: `init`, `next-id`, `show`, `claim`, `unclaim`, `status` and
+//! `dep` here, with what they share (opening the registry, a gap's JSON and text); `loop` in
+//! [`loops`], `file` in [`filing`], the listings (`list`, `ready`, `summary`, `render`,
+//! `doctor`) in [`views`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use gapreg::{Gap, GapSummary, Registry, Status};
+use serde_json::{Value, json};
+
+use crate::output::{Output, escape, escape_path, escape_text, path_json};
+use crate::{Global, Result, exit};
+
+mod filing;
+mod loops;
+mod views;
+
+pub use filing::{FileArgs, file};
+pub use loops::{LoopCommand, loops};
+pub use views::{ListArgs, doctor, list, ready, render, summary};
+
+/// `gapreg dep` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DepCommand {
+    /// Make ID wait for another gap or loop.
+    Add {
+        /// The waiting gap.
+        id: String,
+        /// What it waits for.
+        #[arg(long)]
+        on: String,
+    },
+    /// Remove a dependency.
+    Rm {
+        /// The waiting gap.
+        id: String,
+        /// What it waited for.
+        #[arg(long)]
+        on: String,
+    },
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T> {
+    text.parse().map_err(exit::invalid)
+}
+
+/// Opens the registry named by the global options.
+pub fn registry(global: &Global) -> Result<Registry> {
+    let mut registry = match (&global.registry, std::env::var_os("GAPREG_DIR")) {
+        (Some(dir), _) => Registry::open(dir)?,
+        (None, Some(dir)) => Registry::open(dir)?,
+        (None, None) => Registry::discover(std::env::current_dir()?)?,
+    }
+    // Problems after a change was made durable: the change stands, the user is told.
+    .with_warnings(|message| crate::output::eprint_escaped(&format!("warning: {message}")));
+    if let Some(wait) = global.wait() {
+        registry = registry.with_lock_timeout(wait);
+    }
+    Ok(registry)
+}
+
+/// The JSON object of one gap: the listed fields plus those only `show` reads.
+pub fn gap_json(gap: &Gap) -> Value {
+    let mut v = summary_json(&gap.summary());
+    v["claimed_at"] = json!(gap.claimed_at.map(|t| t.to_string()));
+    v["plan"] = json!(gap.plan);
+    v["description"] = json!(gap.description);
+    v
+}
+
+/// The JSON object of a gap as listed (from the registry's index).
+pub fn summary_json(gap: &GapSummary) -> Value {
+    json!({
+        "id": gap.id,
+        "seq": gap.seq,
+        "rev": gap.rev,
+        "title": gap.title,
+        "type": gap.gap_type,
+        "severity": gap.severity,
+        "status": gap.status,
+        "parent_loop": gap.parent_loop,
+        "depends_on": gap.depends_on,
+        "claimed_by": gap.claimed_by,
+        "claim_expires_at": gap.claim_expires_at.map(|t| t.to_string()),
+        "tags": gap.tags,
+        "created_at": gap.created_at.to_string(),
+        "updated_at": gap.updated_at.to_string(),
+    })
+}
+
+/// A list of ids or tags for one line of human text.
+fn joined(items: &[String]) -> String {
+    escape(&items.join(", ")).into_owned()
+}
+
+fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
+    let out = Output {
+        quiet: false,
+        ..out
+    };
+    // A verb: the answer of a change (claim, status, dep); none: `show`, a read.
+    let print = |value: &Value, human: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        if verb.is_empty() {
+            out.show(value, human)
+        } else {
+            out.answer(value, human)
+        }
+    };
+    Ok(print(&gap_json(gap), &|w| {
+        if verb.is_empty() {
+            writeln!(
+                w,
+                "{} [{}, {}] {}",
+                escape(&gap.id),
+                gap.status,
+                gap.severity,
+                escape(&gap.title)
+            )?;
+            if let Some(l) = &gap.parent_loop {
+                writeln!(w, "  loop:       {}", escape(l))?;
+            }
+            if !gap.depends_on.is_empty() {
+                writeln!(w, "  depends on: {}", joined(&gap.depends_on))?;
+            }
+            if let Some(c) = &gap.claimed_by {
+                writeln!(w, "  claimed by: {}", escape(c))?;
+            }
+            if !gap.tags.is_empty() {
+                writeln!(w, "  tags:       {}", joined(&gap.tags))?;
+            }
+            writeln!(w, "  revision:   {}", gap.rev)?;
+            if !gap.description.is_empty() {
+                // The one field printed over several lines on purpose.
+                writeln!(w, "\n{}", escape_text(&gap.description))?;
+            }
+            Ok(())
+        } else {
+            writeln!(
+                w,
+                "{} {} (now {}, revision {})",
+                escape(verb),
+                escape(&gap.id),
+                gap.status,
+                gap.rev
+            )
+        }
+    })?)
+}
+
+/// `gapreg init [DIR]`.
+pub fn init(out: Output, dir: Option<PathBuf>) -> Result {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => std::env::current_dir()?,
+    };
+    out.check_json_path("the directory", &dir)?;
+    let registry = Registry::init(&dir, gapreg::Config::default())?;
+    let doc = json!({ "registry": path_json(registry.dir()) });
+    Ok(out.answer(&doc, |w| {
+        writeln!(w, "created {}", escape_path(registry.dir()))
+    })?)
+}
+
+/// After the good rows were printed: the documents a read had to leave out, as an error
+/// (exit 6) naming each, so that a shorter listing is never taken for a complete one.
+fn left_out(damaged: &[gapreg::DamagedFile]) -> Result {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<String> = damaged
+        .iter()
+        .map(|d| format!("{}: {}", d.file, d.reason))
+        .collect();
+    Err(exit::corrupt(format!(
+        "{} file(s) could not be read and were left out of the output:\n  {}\nfix or restore \
+         them (`gapreg doctor` lists every problem)",
+        damaged.len(),
+        files.join("\n  ")
+    )))
+}
+
+/// `gapreg next-id PREFIX`.
+pub fn next_id(global: &Global, out: Output, prefix: &str) -> Result {
+    let id = registry(global)?.next_id(prefix)?.to_string();
+    let out = Output {
+        quiet: false,
+        ..out
+    };
+    Ok(out.show(&json!({ "next": id }), |w| writeln!(w, "{}", escape(&id)))?)
+}
+
+/// `gapreg show ID`.
+pub fn show(global: &Global, out: Output, id: &str) -> Result {
+    show_gap(out, &registry(global)?.show(id)?, "")
+}
+
+/// `gapreg claim ID --agent A [--ttl D]`.
+pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Duration>) -> Result {
+    let gap = registry(global)?.claim(id, agent, ttl)?;
+    show_gap(out, &gap, &format!("{agent} claimed"))
+}
+
+/// `gapreg unclaim ID --agent A`.
+pub fn unclaim(global: &Global, out: Output, id: &str, agent: &str) -> Result {
+    let gap = registry(global)?.unclaim(id, agent)?;
+    show_gap(out, &gap, &format!("{agent} released"))
+}
+
+/// `gapreg status ID STATUS [--rev N]`.
+pub fn status(global: &Global, out: Output, id: &str, status: &str, rev: Option<u64>) -> Result {
+    let status: Status = parse(status)?;
+    let gap = registry(global)?.set_status(id, status, rev)?;
+    show_gap(out, &gap, "updated")
+}
+
+/// `gapreg dep add|rm`.
+pub fn dep(global: &Global, out: Output, cmd: DepCommand) -> Result {
+    let registry = registry(global)?;
+    let gap = match cmd {
+        DepCommand::Add { id, on } => registry.add_dependency(&id, &on)?,
+        DepCommand::Rm { id, on } => registry.remove_dependency(&id, &on)?,
+    };
+    show_gap(out, &gap, "updated")
+}
