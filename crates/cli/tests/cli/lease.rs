@@ -125,3 +125,35 @@ fn a_lease_past_expires_at_shows_expired_while_still_protected() {
     repo.run(&["lease", "acquire", "--holder", "c", "--file", "x"])
         .fails(5, &["x"]);
 }
+
+#[test]
+fn renew_by_id_keeps_the_lease_and_refuses_other_holders() {
+    let repo = Repo::new();
+    let granted = repo
+        .run(&[
+            "--json", "lease", "acquire", "--holder", "a", "--dir", "src", "--ttl", "10m",
+        ])
+        .json();
+    let id = granted["id"].as_str().expect("id");
+    let renewed = repo
+        .run(&[
+            "--json", "lease", "renew", id, "--holder", "a", "--ttl", "1h",
+        ])
+        .json();
+    assert_eq!(renewed["id"], granted["id"]);
+    assert_eq!(renewed["token"], granted["token"]);
+    assert_eq!(renewed["mode"], "exclusive");
+    assert_eq!(renewed["ttl_secs"], 3600);
+    let text = repo.run(&["lease", "renew", id, "--holder", "a"]).ok();
+    assert!(text.starts_with(&format!("renewed {id} until ")), "{text}");
+    // Another holder's lease is a conflict, like `lease release`; an unknown one not found.
+    repo.run(&["lease", "renew", id, "--holder", "b"])
+        .fails(5, &[id]);
+    repo.run(&["lease", "renew", "9-nope", "--holder", "a"])
+        .fails(4, &["9-nope"]);
+    let list = repo.run(&["lease", "list"]).ok();
+    assert!(
+        list.contains(" exclusive ") && list.contains(" live "),
+        "{list}"
+    );
+}
