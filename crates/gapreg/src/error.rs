@@ -4,8 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// The class of an error (what an exit code or a retry loop needs), shared by every crate of
-/// this workspace: see [`Error::class`].
+// The class of an error (what an exit code or a retry loop needs), shared by every crate of
+// this workspace: see `Error::class`. (A doc comment here makes rustdoc 1.95 panic.)
 pub use atomic_file::ErrorClass;
 use leaselock::mutex::{MutexError, MutexErrorKind};
 
