@@ -1,5 +1,6 @@
 //! `gapreg`: argument parsing, output and exit codes only; every rule lives in the library
-//! crates (`gapreg`, `idreserve`, `leaselock`, `atomic-file`).
+//! crates (`gapreg`, `idreserve`, `leaselock`, `atomic-file`), the demos' workloads and checks
+//! in `gapreg-demo`.
 
 use std::io::Read;
 use std::path::PathBuf;
