@@ -8,7 +8,7 @@
 //! | `config.yaml` | gapreg ([`crate::Config`]) | document | yes | the registry's settings travel with the repository |
 //! | `gaps/<ID>.yaml` | gapreg ([`crate::store::Documents`]) | document | yes | one file per gap, merged by git |
 //! | `<loops_dir>/<LOOP-ID>.md` | gapreg ([`crate::loops`]) | document | yes | loop scopes, written by people |
-//! | `.gitignore` | gapreg ([`gitignore`]) | document | yes | keeps the untracked files below out of commits |
+//! | `.gitignore` | gapreg (`gitignore()` below) | document | yes | keeps the untracked files below out of commits |
 //! | `ids/` | idreserve ([`idreserve::Store`]) | coordination | its `config.yaml` and `counters.log` (today) | id counters and the registry order (`SEQ`) |
 //! | `ids/counters.lock`, `ids/counters.lock.queue/` | idreserve, via leaselock's mutex | coordination | no | the id store's own lock and its FIFO queue |
 //! | `keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |

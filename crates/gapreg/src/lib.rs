@@ -136,7 +136,7 @@ mod sync;
 mod time;
 
 pub use doctor::{DoctorReport, Finding, FindingKind};
-pub use error::{ConflictDetail, Error, ErrorKind, Result};
+pub use error::{ConflictDetail, Error, ErrorClass, ErrorKind, Result};
 pub use index::{DamagedFile, IndexLine, checked_index_line, parse_index_line};
 pub use layout::REGISTRY_DIR;
 pub use loops::{Loop, LoopSpec, parse_loop};

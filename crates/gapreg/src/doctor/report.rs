@@ -70,7 +70,7 @@ impl fmt::Display for Finding {
     }
 }
 
-/// What [`Registry::doctor`] found and repaired.
+/// What [`Registry::doctor`](crate::Registry::doctor) found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DoctorReport {
