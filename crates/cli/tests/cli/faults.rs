@@ -150,6 +150,7 @@ const CLASSES: &[&str] = &[
     "pwrite64",
     "fsync",
     "fdatasync",
+    "syncfs",
     "rename",
     "renameat",
     "renameat2",
@@ -289,7 +290,7 @@ impl Call {
     }
 
     fn is_sync(&self) -> bool {
-        self.name == "fsync" || self.name == "fdatasync"
+        self.name == "fsync" || self.name == "fdatasync" || self.name == "syncfs"
     }
 
     fn is_write(&self) -> bool {
@@ -885,6 +886,66 @@ fn check_file_outcome(before: &[String], f: &Faulted, after: &[String]) -> Vec<S
     v
 }
 
+/// A batch of three, filed from `b.yaml` in the repository.
+const BATCH_ARGS: [&str; 3] = ["file", "--batch", "b.yaml"];
+const BATCH_SETUP: &str = "gapreg init; gapreg file --title 'filed before' --severity low; \
+    printf -- '- {prefix: OP, title: one}\\n- {prefix: OP, title: two, depends_on: [\"@0\"]}\\n- {prefix: OP, title: three}\\n' > b.yaml";
+
+fn batch_setup() -> (Repo, Vec<String>) {
+    let (repo, before) = file_setup();
+    std::fs::write(
+        repo.path().join("b.yaml"),
+        "- {prefix: OP, title: one}\n- {prefix: OP, title: two, depends_on: [\"@0\"]}\n- {prefix: OP, title: three}\n",
+    )
+    .expect("batch file");
+    (repo, before)
+}
+
+/// A batch is all or nothing under every fault: exit 0 ⇔ all three gaps are filed, visible
+/// and printed; a failure files none of them (and a later reader finds nothing half-done).
+#[test]
+fn batch_is_all_or_nothing_under_every_write_sync_and_rename_fault() {
+    if !strace_works() {
+        return;
+    }
+    let scenario = Scenario {
+        setup: BATCH_SETUP,
+        args: &BATCH_ARGS,
+    };
+    let violations = run_matrix("file --batch", &scenario, batch_setup, |repo, before, f| {
+        let after = match gap_ids(repo) {
+            Ok(after) => after,
+            Err(e) => return vec![format!("afterwards {e}")],
+        };
+        let mut v = Vec::new();
+        if !before.iter().all(|id| after.contains(id)) {
+            v.push(format!("a gap filed before is gone: {after:?}"));
+        }
+        let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+        let printed = lines(&f.run);
+        match f.code() {
+            Some(0) => {
+                if new.len() != 3 {
+                    v.push(format!("exit 0 but {} new gaps: {new:?}", new.len()));
+                }
+                if !f.answer_lost() && printed.iter().collect::<Vec<_>>() != new {
+                    v.push(format!("printed {printed:?} but filed {new:?}"));
+                }
+            }
+            code => {
+                if !new.is_empty() {
+                    v.push(format!(
+                        "exit {code:?} (a reported failure) but {new:?} were filed: a retry \
+                         files them twice"
+                    ));
+                }
+            }
+        }
+        v
+    });
+    assert_truthful(&violations);
+}
+
 #[test]
 fn file_tells_the_truth_under_every_write_sync_and_rename_fault() {
     if !strace_works() {
@@ -1415,7 +1476,8 @@ fn check_order(calls: &[Call], root: &Path) -> (Vec<String>, Vec<String>) {
             c.is_sync()
                 && after.is_none_or(|a| i > a)
                 && i < before
-                && c.fd_path().as_deref() == Some(path)
+                // `syncfs` makes everything on the file system durable (one repository).
+                && (c.name == "syncfs" || c.fd_path().as_deref() == Some(path))
         })
     };
     let last_write = |path: &Path, before: usize| {
@@ -1557,6 +1619,7 @@ fn durable_writes_are_synced_before_the_rename_and_the_directory_after_it_before
         ),
     ];
     let mut cases = cases;
+    cases.push(("file --batch", batch_setup().0, BATCH_ARGS.to_vec()));
     if Repo::bare()
         .run(&["file", "--help"])
         .stdout()
@@ -1588,8 +1651,8 @@ fn durable_writes_are_synced_before_the_rename_and_the_directory_after_it_before
                 "-o".to_string(),
                 trace.path().display().to_string(),
                 "-e".to_string(),
-                "trace=openat,mkdir,mkdirat,write,pwrite64,fsync,fdatasync,rename,renameat,\
-                 renameat2"
+                "trace=openat,mkdir,mkdirat,write,pwrite64,fsync,fdatasync,syncfs,rename,\
+                 renameat,renameat2"
                     .to_string(),
             ],
             &args,

@@ -38,9 +38,14 @@ impl Files {
     /// batch; then the files are renamed into `gaps/` and the manifest removed. A writer
     /// killed before the manifest leaves only staged files (removed later); one killed after
     /// it leaves a manifest that the next writer (or `doctor`) completes.
-    pub(crate) fn write_gaps(&self, gaps: &[Gap]) -> Result<()> {
+    ///
+    /// Returns whether the batch is finished (its files all in `gaps/`, the manifest gone):
+    /// only then may the index be told of it, so that a reader finding the index stale takes
+    /// the lock and finishes the batch.
+    pub(crate) fn write_gaps(&self, gaps: &[Gap]) -> Result<bool> {
         if let [gap] = gaps {
-            return self.write_gap_file(gap, None);
+            self.write_gap_file(gap, None)?;
+            return Ok(true);
         }
         let root = self.layout.root()?;
         self.clear_staging()?;
@@ -72,8 +77,9 @@ impl Files {
                 "the batch is filed, but its files are not all in gaps/ yet ({e}); the next \
                  gapreg command finishes moving them"
             ));
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Writes every gap's file into `staging/`, then makes them durable together: one

@@ -239,8 +239,10 @@ impl Documents for Files {
     }
 
     fn write_batch(&self, gaps: &[Gap]) -> Result<()> {
-        self.write_gaps(gaps)?;
-        self.append_index(&gaps.iter().collect::<Vec<_>>());
+        // An unfinished batch is left out of the index, so the next reader finishes it.
+        if self.write_gaps(gaps)? {
+            self.append_index(&gaps.iter().collect::<Vec<_>>());
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::index::{self, DamagedFile, IndexLine};
-use crate::layout::{INDEX, MAX_INDEX_BYTES};
+use crate::layout::{INDEX, MAX_INDEX_BYTES, PENDING};
 use crate::model::{Filter, Gap, GapSummary};
 
 use super::files::Files;
@@ -246,7 +246,10 @@ impl Files {
             (gaps, bad)
         };
         let mut found = scan(&read()?);
+        // A committed batch whose files a writer could not finish moving is filed already:
+        // finish it (under the lock) before answering, or the answer misses it.
         if found.damaged
+            || self.layout.root()?.kind(PENDING)?.is_some()
             || found.last_stamp != Some(self.gaps_stamp()?)
             || !self.files_unchanged(&found.files)?
         {
