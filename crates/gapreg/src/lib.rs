@@ -124,10 +124,12 @@
 
 mod doctor;
 mod error;
+pub mod gitdir;
 mod graph;
 pub mod index;
 pub mod layout;
 pub mod loops;
+pub mod merge;
 mod model;
 mod registry;
 pub mod render;

@@ -11,6 +11,7 @@ mod api;
 mod claims;
 mod crash;
 mod damage;
+mod gitdir;
 mod model;
 mod multiprocess;
 mod parsers;
