@@ -34,13 +34,7 @@ impl Dir {
         to_dir: &Dir,
         to: impl AsRef<OsStr>,
     ) -> Result<bool> {
-        let (from, to) = (from.as_ref(), to.as_ref());
-        if !self.file_exists(from)? {
-            return Ok(false);
-        }
-        to_dir.file_exists(to)?;
-        let renamed = rustix::fs::renameat(self.fd(), from, to_dir.fd(), to);
-        outcome(renamed, || self.join(from), Step::Rename)
+        self.rename_entry(from.as_ref(), to_dir, to.as_ref(), |d, n| d.file_exists(n))
     }
 
     /// Renames the directory `from` in this directory to `to` in `to_dir` (which may be this
@@ -67,13 +61,24 @@ impl Dir {
         to_dir: &Dir,
         to: impl AsRef<OsStr>,
     ) -> Result<bool> {
-        let (from, to) = (from.as_ref(), to.as_ref());
-        if !self.dir_exists(from)? {
+        self.rename_entry(from.as_ref(), to_dir, to.as_ref(), Dir::dir_exists)
+    }
+
+    /// `renameat` of `from` to `to` in `to_dir`, both checked by `exists` (which refuses an
+    /// entry of the wrong type); `false` if `from` is missing.
+    fn rename_entry(
+        &self,
+        from: &OsStr,
+        to_dir: &Dir,
+        to: &OsStr,
+        exists: fn(&Dir, &OsStr) -> Result<bool>,
+    ) -> Result<bool> {
+        if !exists(self, from)? {
             return Ok(false);
         }
-        to_dir.dir_exists(to)?;
+        exists(to_dir, to)?;
         let renamed = rustix::fs::renameat(self.fd(), from, to_dir.fd(), to);
-        outcome(renamed, || to_dir.join(to), Step::Rename)
+        outcome(renamed, || self.join(from), Step::Rename)
     }
 
     /// Whether the child directory `name` exists; anything else at `name` (a symlink, a file)
