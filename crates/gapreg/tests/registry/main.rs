@@ -12,6 +12,7 @@ mod claims;
 mod crash;
 mod damage;
 mod gitdir;
+mod merge;
 mod model;
 mod multiprocess;
 mod parsers;
