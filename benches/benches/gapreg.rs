@@ -32,13 +32,13 @@
 //! `cargo test --benches` (criterion's test mode) only 1,000 gaps are seeded and every
 //! benchmark runs once, as a smoke test.
 
-use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use gapreg::{Config, Filter, GapSpec, LoopSpec, Registry, Severity, Status};
+use gapreg_benches::run::{Mode, count_label, scratch};
 
 /// Gaps per `file_batch` call while seeding.
 const SEED_CHUNK: usize = 500;
@@ -51,14 +51,6 @@ const STATUSES: [Status; 4] = [
     Status::Complete,
     Status::NeedsPlan,
 ];
-
-fn size_label(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    }
-}
 
 /// The spec of seeded gap `j`, the `k`-th entry of its batch.
 fn seed_spec(j: usize, k: usize) -> GapSpec {
@@ -133,13 +125,10 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
         .measurement_time(Duration::from_secs(measure));
 }
 
-fn bench_size(c: &mut Criterion, base: &Path, n: usize) {
-    let scratch = tempfile::Builder::new()
-        .prefix("gapreg-bench-")
-        .tempdir_in(base)
-        .expect("create a scratch dir under CARGO_TARGET_TMPDIR");
+fn bench_size(c: &mut Criterion, n: usize) {
+    let scratch = scratch(env!("CARGO_TARGET_TMPDIR"), "gapreg-bench-");
     let reg = seeded(scratch.path(), n);
-    let label = size_label(n);
+    let label = count_label(n);
     let mut group = c.benchmark_group(format!("gapreg/{label}"));
     configure(&mut group, n);
 
@@ -207,11 +196,9 @@ fn bench_size(c: &mut Criterion, base: &Path, n: usize) {
 }
 
 fn main() {
-    // As criterion decides its mode: a benchmark run only under `cargo bench` (`--bench`);
-    // `cargo test --benches` runs every benchmark once.
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    let benchmarking = has("--bench") && !has("--test") && !has("--profile-time");
+    // A benchmark run only under `cargo bench`; `cargo test --benches` runs every benchmark
+    // once, on 1,000 gaps.
+    let mode = Mode::from_args();
     let sizes: Vec<usize> = match std::env::var("GAPREG_BENCH_SIZES") {
         Ok(v) => v
             .split(',')
@@ -221,28 +208,25 @@ fn main() {
                     .expect("GAPREG_BENCH_SIZES: comma-separated counts")
             })
             .collect(),
-        Err(_) if benchmarking => vec![1_000, 10_000, 100_000],
-        Err(_) => vec![1_000],
+        Err(_) => mode.pick(vec![1_000, 10_000, 100_000], vec![1_000]),
     };
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    fs::create_dir_all(base).expect("create CARGO_TARGET_TMPDIR");
-    let mut criterion = Criterion::default().configure_from_args();
-    if has("--list") {
-        for n in &sizes {
-            for name in [
-                "list_by_status",
-                "ready",
-                "render",
-                "file_one",
-                "file_batch_10",
-            ] {
-                println!("gapreg/{}/{name}: benchmark", size_label(*n));
-            }
-        }
+    let names = [
+        "list_by_status",
+        "ready",
+        "render",
+        "file_one",
+        "file_batch_10",
+    ];
+    let listed: Vec<String> = sizes
+        .iter()
+        .flat_map(|n| names.map(|name| format!("gapreg/{}/{name}", count_label(*n))))
+        .collect();
+    if mode.listed(&listed.iter().map(String::as_str).collect::<Vec<_>>()) {
         return;
     }
+    let mut criterion = Criterion::default().configure_from_args();
     for n in sizes {
-        bench_size(&mut criterion, base, n);
+        bench_size(&mut criterion, n);
     }
     criterion.final_summary();
 }

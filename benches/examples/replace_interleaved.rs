@@ -20,16 +20,11 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use gapreg_benches::stats::median;
 use gapreg_benches::{Competitor, MIB, REPLACE_SIZES, Slot, payload, size_label};
 
 /// Untimed rounds before the timed ones.
 const WARM_UP_ROUNDS: usize = 3;
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -95,8 +90,8 @@ fn main() {
             println!(
                 "| {} | {:.3} | {:.3} | {}/{rounds} |",
                 competitor.name(),
-                median(&millis[i]),
-                median(&ratios),
+                median(&millis[i]).unwrap_or(f64::NAN),
+                median(&ratios).unwrap_or(f64::NAN),
                 slower
             );
         }
