@@ -13,6 +13,7 @@ mod demo;
 mod duration;
 mod exit;
 mod gaps;
+mod git;
 mod ids;
 mod lease;
 mod output;
@@ -122,6 +123,12 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Make git merge registry documents field by field (`git setup`).
+    #[command(subcommand)]
+    Git(git::GitCommand),
+    /// git's merge driver for registry documents (internal; `gapreg git setup` registers it).
+    #[command(hide = true)]
+    MergeDriver(git::MergeDriverArgs),
     /// Reserve, inspect and check IDs like SEC-20 or GAP-OP-1091.
     #[command(subcommand)]
     Ids(ids::IdsCommand),
@@ -223,6 +230,8 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
         Command::Summary => gaps::summary(global, out),
         Command::Render { out: file } => gaps::render(global, out, file),
         Command::Doctor { repair } => gaps::doctor(global, out, repair),
+        Command::Git(cmd) => git::run(global, out, cmd),
+        Command::MergeDriver(args) => git::merge_driver(args),
         Command::Ids(cmd) => ids::run(global, out, cmd),
         Command::Lease(cmd) => lease::run(global, out, cmd),
         Command::Write { file, checksum } => {

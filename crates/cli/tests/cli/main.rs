@@ -6,6 +6,7 @@ mod attack2;
 mod faults;
 mod files;
 mod gaps;
+mod git;
 mod hostile;
 mod ids;
 mod lease;
