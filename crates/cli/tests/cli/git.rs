@@ -319,3 +319,44 @@ fn gap_path_of_first(repo: &Repo) -> std::path::PathBuf {
         .expect("entry");
     entry.path()
 }
+
+#[test]
+fn a_loop_changed_in_its_front_matter_and_its_body_merges_cleanly() {
+    let repo = Repo::bare();
+    git(repo.path(), &["init", "-q"]);
+    repo.run(&["init"]).ok();
+    repo.run(&["loop", "new", "LOOP-A", "--objective", "Ship it"])
+        .ok();
+    repo.run(&["git", "setup"]).ok();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "loop"]);
+    let path = repo.registry().join("loops").join("LOOP-A.md");
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&path).expect("read loop");
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&path, text.replacen(from, to, 1)).expect("write loop");
+    };
+    commit_on(&repo, "a", "main", || {
+        edit("status: \"active\"", "status: closed")
+    });
+    // The next line too: a line-by-line merge would conflict here.
+    commit_on(&repo, "b", "main", || {
+        edit("owner: \"\"", "owner: \"@ana\"");
+        edit("### Step 1: ...", "### Step 1: write the merge driver");
+    });
+    git(repo.path(), &["checkout", "-q", "a"]);
+    let out = merge(&repo, "b");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).expect("read loop");
+    assert!(text.contains("status: closed\nowner: \"@ana\"\n"), "{text}");
+    assert!(
+        text.contains("### Step 1: write the merge driver"),
+        "{text}"
+    );
+    let shown = repo.run(&["--json", "loop", "show", "LOOP-A"]).json();
+    assert_eq!(shown["status"], "closed", "{shown}");
+}
