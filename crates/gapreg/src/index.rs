@@ -233,27 +233,75 @@ fn index_text<'a>(data: &'a [u8], out: &mut IndexScan) -> Option<&'a str> {
     Some(text)
 }
 
+/// Above this many lines, an index is parsed on several threads.
+const PARALLEL_LINES: usize = 4096;
+/// At most this many threads parse one index.
+const MAX_THREADS: usize = 4;
+
+/// `f` of every item, in order; on up to [`MAX_THREADS`] threads when there are more than
+/// [`PARALLEL_LINES`] items (parsing is most of a large listing, and each line is independent:
+/// every line carries its own checksum).
+fn par_map<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    if items.len() <= PARALLEL_LINES || threads < 2 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<T>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for (h, part) in handles.into_iter().zip(items.chunks(chunk)) {
+            match h.join() {
+                Ok(done) => out.extend(done),
+                // A parser that panicked (it never should: the fuzz target checks): parse that
+                // part here, so the panic is this thread's.
+                Err(_) => out.extend(part.iter().map(f)),
+            }
+        }
+        out
+    })
+}
+
+/// The index's lines, each verified against its checksum: the JSON, or `None` for a damaged
+/// line.
+fn verified_lines(text: &str) -> Vec<Option<&str>> {
+    let lines: Vec<&str> = text.lines().collect();
+    par_map(&lines, |line| verified(line))
+}
+
 /// Reads a whole index, keeping only the gaps `filter` matches. A missing trailing newline (a
-/// torn append) or any unparseable line marks it damaged.
+/// torn append) or any line that fails its checksum or does not parse marks it damaged.
 ///
-/// With a filter, every line is first parsed into borrowed fields (no allocation), the last
-/// line of each id is found, and only matching lines are parsed in full.
+/// Every line is first parsed into borrowed fields (no allocation), the last line of each id
+/// is found, and only the matching lines are parsed in full (each line's checksum is verified
+/// once). A filter that keeps everything skips the first pass: that is [`scan`].
 pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
+    if *filter == Filter::default() {
+        return scan(data);
+    }
     let mut out = IndexScan::default();
     let Some(text) = index_text(data, &mut out) else {
         return out;
     };
-    // (seq, id, matches, line, file stamp)
+    let jsons = verified_lines(text);
+    let parsed = par_map(&jsons, |json| {
+        json.and_then(|j| Some((j, serde_json::from_str::<LineRef<'_>>(j).ok()?)))
+    });
+    // (seq, id, matches, json, file stamp)
     #[allow(clippy::type_complexity)]
     let mut refs: Vec<(u64, Cow<'_, str>, bool, &str, Option<Cow<'_, str>>)> = Vec::new();
-    for line in text.lines() {
-        match verified(line).and_then(|json| serde_json::from_str::<LineRef<'_>>(json).ok()) {
-            Some(l) => {
+    for line in parsed {
+        match line {
+            Some((json, l)) => {
                 out.lines += 1;
                 out.last_stamp = Some(l.stamp);
                 if let Some(g) = l.gap {
                     let keep = g.matches(filter);
-                    refs.push((g.seq, g.id, keep, line, l.file));
+                    refs.push((g.seq, g.id, keep, json, l.file));
                 } else if let Some(d) = l.damaged {
                     out.files
                         .push((file_name(&d.file), l.file.map(Cow::into_owned)));
@@ -267,37 +315,47 @@ pub(crate) fn scan_filtered(data: &[u8], filter: &Filter) -> IndexScan {
     #[allow(clippy::type_complexity)]
     let mut last: Vec<(Cow<'_, str>, bool, &str, Option<Cow<'_, str>>)> =
         Vec::with_capacity(refs.len());
-    for (_, id, keep, line, file) in refs {
+    for (_, id, keep, json, file) in refs {
         match last.last_mut() {
-            Some(prev) if prev.0 == id => *prev = (id, keep, line, file),
-            _ => last.push((id, keep, line, file)),
+            Some(prev) if prev.0 == id => *prev = (id, keep, json, file),
+            _ => last.push((id, keep, json, file)),
         }
     }
     out.distinct = last.len();
-    for (id, keep, line, file) in last {
+    let mut kept = Vec::new();
+    for (id, keep, json, file) in last {
         out.files
             .push((format!("{id}.yaml"), file.map(Cow::into_owned)));
         if keep {
-            match parse_index_line(line) {
-                Ok(IndexLine { gap: Some(g), .. }) => out.gaps.push(g),
-                _ => out.damaged = true,
-            }
+            kept.push(json);
+        }
+    }
+    for gap in par_map(&kept, |json| {
+        serde_json::from_str::<IndexLine>(json).ok()?.gap
+    }) {
+        match gap {
+            Some(g) => out.gaps.push(g),
+            None => out.damaged = true,
         }
     }
     out
 }
 
-/// Reads a whole index. A missing trailing newline (a torn append) or any unparseable line
-/// marks it damaged.
+/// Reads a whole index. A missing trailing newline (a torn append) or any line that fails its
+/// checksum or does not parse marks it damaged.
 pub(crate) fn scan(data: &[u8]) -> IndexScan {
     let mut out = IndexScan::default();
     let Some(text) = index_text(data, &mut out) else {
         return out;
     };
+    let jsons = verified_lines(text);
+    let parsed = par_map(&jsons, |json| {
+        json.and_then(|j| serde_json::from_str::<IndexLine>(j).ok())
+    });
     let mut gaps: Vec<(GapSummary, Option<String>)> = Vec::new();
-    for line in text.lines() {
-        match parse_index_line(line) {
-            Ok(l) => {
+    for line in parsed {
+        match line {
+            Some(l) => {
                 out.lines += 1;
                 out.last_stamp = Some(l.stamp);
                 if let Some(g) = l.gap {
@@ -307,7 +365,7 @@ pub(crate) fn scan(data: &[u8]) -> IndexScan {
                     out.bad_files.push(d);
                 }
             }
-            Err(_) => out.damaged = true,
+            None => out.damaged = true,
         }
     }
     // Last line of each id wins. A gap's `seq` never changes, so all lines of one id are
@@ -320,6 +378,8 @@ pub(crate) fn scan(data: &[u8]) -> IndexScan {
             _ => kept.push(g),
         }
     }
+    out.files.reserve(kept.len());
+    out.gaps.reserve(kept.len());
     for (g, file) in kept {
         out.files.push((format!("{}.yaml", g.id), file));
         out.gaps.push(g);
@@ -365,5 +425,29 @@ mod tests {
         let filter = Filter::default();
         assert!(scan_filtered(a.replace('7', "8").as_bytes(), &filter).damaged);
         assert!(!scan_filtered(a.as_bytes(), &filter).damaged);
+    }
+
+    #[test]
+    fn a_large_index_is_parsed_in_order_and_every_line_verified() {
+        let n = 3 * PARALLEL_LINES;
+        let lines: Vec<String> = (0..n as u64)
+            .map(|m| IndexLine::stamp(m).encode())
+            .collect();
+        let whole = lines.concat();
+        let open = Filter {
+            status: Some(Status::Open),
+            ..Filter::default()
+        };
+        for filter in [Filter::default(), open] {
+            let s = scan_filtered(whole.as_bytes(), &filter);
+            assert!(!s.damaged && s.lines == n && s.last_stamp == Some(n as u64 - 1));
+            // One damaged line anywhere is found.
+            let mut bad = lines.clone();
+            bad[n / 2 + 1] = bad[n / 2 + 1].replace('}', "} ");
+            assert!(scan_filtered(bad.concat().as_bytes(), &filter).damaged);
+        }
+        assert_eq!(par_map(&[1, 2, 3], |x| x * 2), [2, 4, 6]);
+        let many: Vec<usize> = (0..n).collect();
+        assert_eq!(par_map(&many, |x| x + 1), (1..=n).collect::<Vec<_>>());
     }
 }
