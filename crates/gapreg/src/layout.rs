@@ -14,6 +14,7 @@
 //! | `keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
 //! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | coordination | no | the mutex every change holds, and its FIFO queue |
 //! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
+//! | `.leases.init-<pid>-<n>/` | leaselock | coordination, in flight | no | `leases/` while it is first created (left only by a creator killed then) |
 //! | `index.log` | gapreg ([`crate::index`]) | cache of this worktree's documents | no | checksummed gap summaries, rebuilt from `gaps/` whenever they disagree |
 //! | `staging/`, `batch.pending` | gapreg (batches) | in-flight documents | no | a batch's files before and while it is committed |
 //! | `.*.atomic-tmp` anywhere | atomic-file | in-flight | no | a replacement being written; removed by `recover` once its writer is gone |
@@ -67,6 +68,8 @@ pub(crate) fn gitignore() -> String {
         format!("{IDS}/{}", idreserve::LOCK_FILE),
         format!("{IDS}/{}/", idreserve::QUEUE_DIR),
         format!("{LEASES}/"),
+        // leaselock's directory being created, left by a creator killed at that instant.
+        format!(".{LEASES}{}*/", leaselock::lease::STAGING_INFIX),
         format!(".*{}", atomic_file::TEMP_SUFFIX),
         format!("{STAGING}/"),
         PENDING.to_owned(),

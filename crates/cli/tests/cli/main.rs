@@ -3,6 +3,7 @@
 
 mod attack;
 mod attack2;
+mod attack13;
 mod faults;
 mod files;
 mod gaps;

@@ -436,19 +436,35 @@ impl Registry {
             .iter()
             .map(|g| (g.id.clone(), g.clone()))
             .collect();
-        if scan.damaged || !stamp_ok || indexed.len() != scan.gaps.len() || indexed != expected {
+        let agrees = indexed.len() == scan.gaps.len() && indexed == expected;
+        let is_file = root.kind(INDEX)?.is_none_or(|k| k == FileKind::File);
+        if !scan.damaged && !stamp_ok && is_file {
+            // Merely behind the gap files (changed outside gapreg, a writer died, a merge):
+            // every reader rebuilds it, and so does doctor — cache upkeep, not a repair.
+            let _ = self.files.rebuild_index()?;
+            if !agrees {
+                report.findings.push(Finding {
+                    kind: FindingKind::StaleIndex,
+                    subject: path.display().to_string(),
+                    message: "the index was behind the gap files (files changed outside \
+                              gapreg, or a writer died); rebuilt, as any reader would"
+                        .into(),
+                    repaired: true,
+                });
+            }
+        } else if scan.damaged || !stamp_ok || !agrees {
             // Rebuilding cannot fail on a damaged index file of the wrong type (a FIFO, a
             // directory): that is reported above and left to a person.
-            let repaired = repair && root.kind(INDEX)?.is_none_or(|k| k == FileKind::File) && {
+            let repaired = repair && is_file && {
                 let _ = self.files.rebuild_index()?;
                 root.read(INDEX, MAX_INDEX_BYTES).is_ok()
             };
             report.findings.push(Finding {
                 kind: FindingKind::StaleIndex,
                 subject: path.display().to_string(),
-                message: "the index disagrees with the gap files (a writer died, or files \
-                          changed outside gapreg); it is a cache: `gapreg doctor --repair` \
-                          rebuilds it"
+                message: "the index disagrees with the gap files though it claims to be up to \
+                          date (damaged, or edited by hand); it is a cache: `gapreg doctor \
+                          --repair` rebuilds it"
                     .into(),
                 repaired,
             });

@@ -113,6 +113,24 @@ impl Files {
         Ok(staging.sync()?)
     }
 
+    /// For a reader outside the lock: if a committed batch is still in flight (its writer
+    /// could not finish moving it, or died), finishes it under the lock first, so that every
+    /// gap of a batch that was answered with success is there to read. A read-only checkout
+    /// (no lock to be had) reads what is there.
+    pub(crate) fn settle(&self) -> Result<()> {
+        if self.layout.root()?.kind(PENDING)?.is_none() {
+            return Ok(());
+        }
+        match self.lock_only() {
+            Ok(_guard) => {
+                self.finish_batch()?;
+                Ok(())
+            }
+            Err(e) if e.is_contended() => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Under the lock: moves the files of a committed batch (`batch.pending`) from `staging/`
     /// into `gaps/` and removes the manifest. Returns whether there was one.
     pub(crate) fn finish_batch(&self) -> Result<bool> {

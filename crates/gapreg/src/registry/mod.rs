@@ -389,6 +389,7 @@ impl Registry {
     ///
     /// [`ErrorKind::NotFound`], or [`ErrorKind::Corrupt`] if the file is damaged.
     pub fn show(&self, id: &str) -> Result<Gap> {
+        self.files.settle()?;
         self.files.read_gap(id)
     }
 
@@ -420,6 +421,7 @@ impl Registry {
 
     /// Why gap `id` is not ready; empty when it is.
     pub fn blockers(&self, id: &str) -> Result<Vec<Blocker>> {
+        self.files.settle()?;
         self.engine().blockers(id)
     }
 

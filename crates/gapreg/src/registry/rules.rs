@@ -50,6 +50,13 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<String> {
     Ok(p)
 }
 
+/// When a claim taken at `now` for `ttl` lapses. The clock's whole seconds are rounded down
+/// (the claim was taken up to a second after `now`), so one second more makes the claim
+/// last at least its whole TTL, never less.
+pub(crate) fn claim_expiry(now: Timestamp, ttl: std::time::Duration) -> Timestamp {
+    now.after(ttl).after(std::time::Duration::from_secs(1))
+}
+
 /// The file name of gap `id` inside `gaps/` (and `staging/`).
 pub(crate) fn gap_file(id: &str) -> String {
     format!("{id}.yaml")

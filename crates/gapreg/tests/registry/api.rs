@@ -42,6 +42,7 @@ fn init_open_discover() {
         "ids/counters.lock",
         "ids/counters.lock.queue/",
         "leases/",
+        ".leases.init-*/",
         ".*.atomic-tmp",
         "staging/",
         "batch.pending",
@@ -288,9 +289,17 @@ fn claims_are_compare_and_swap() {
     assert_eq!((g.status, g.claimed_by), (Status::Ready, None));
     assert!(reg.claim("GAP-OP-1", "has space", None).is_err());
 
-    // An expired claim may be taken over; the status from before the first claim survives.
-    reg.claim("GAP-OP-1", "CC-1", Some(Duration::ZERO))
+    // A claim that would lapse as it is granted is refused.
+    let err = reg
+        .claim("GAP-OP-1", "CC-1", Some(Duration::ZERO))
+        .expect_err("zero ttl");
+    assert!(matches!(err.kind(), ErrorKind::Invalid { .. }), "{err}");
+    // A claim holds for its whole TTL; once it has lapsed it may be taken over, and the
+    // status from before the first claim survives.
+    reg.claim("GAP-OP-1", "CC-1", Some(Duration::from_secs(1)))
         .expect("claim with ttl");
+    reg.claim("GAP-OP-1", "CC-2", None).expect_err("still held");
+    std::thread::sleep(Duration::from_millis(2100));
     let g = reg.claim("GAP-OP-1", "CC-2", None).expect("take over");
     assert_eq!(g.claimed_by.as_deref(), Some("CC-2"));
     let g = reg.unclaim("GAP-OP-1", "CC-2").expect("unclaim");

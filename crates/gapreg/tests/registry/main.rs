@@ -8,6 +8,7 @@
 
 mod adversarial;
 mod api;
+mod attack13;
 mod claims;
 mod crash;
 mod damage;

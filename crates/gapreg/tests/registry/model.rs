@@ -409,6 +409,15 @@ fn apply(reg: &impl Target, m: &mut Model, op: &Op, step: usize) {
             let ttl = ttl0.then_some(Duration::ZERO);
             let result = reg.claim(&id, agent, ttl);
             let mg = m.gaps.iter_mut().find(|x| x.id == id).expect("model gap");
+            if *ttl0 {
+                // A claim that would lapse as it is granted is refused, changing nothing.
+                let err = result.expect_err(&ctx);
+                assert!(
+                    matches!(err.kind(), ErrorKind::Invalid { .. }),
+                    "{ctx}: {err}"
+                );
+                return;
+            }
             if mg.status.is_closed() {
                 assert!(
                     matches!(result.map_err(|e| e.to_string()), Err(ref e) if e.contains("nothing to claim")),
@@ -430,13 +439,7 @@ fn apply(reg: &impl Target, m: &mut Model, op: &Op, step: usize) {
                         other => panic!("{ctx}: {other}"),
                     }
                 }
-                Some(_) => {
-                    if *ttl0 {
-                        mg.expired = true;
-                        mg.rev += 1;
-                    }
-                    same(&result.expect(&ctx), mg);
-                }
+                Some(_) => same(&result.expect(&ctx), mg),
                 None => {
                     let takeover = mg.claimed_by.is_some() && mg.status == Status::InProgress;
                     if !takeover {
@@ -444,7 +447,7 @@ fn apply(reg: &impl Target, m: &mut Model, op: &Op, step: usize) {
                     }
                     mg.status = Status::InProgress;
                     mg.claimed_by = Some(agent.to_owned());
-                    mg.expired = *ttl0;
+                    mg.expired = false;
                     mg.rev += 1;
                     same(&result.expect(&ctx), mg);
                 }

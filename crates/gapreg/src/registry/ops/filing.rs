@@ -210,9 +210,10 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 }
             }
         }
-        // Cycles among the valid entries are reported together with every other invalid
-        // entry (the invalid ones have no edges here, so they cannot take part).
-        if let Some(cycle) = graph::find_cycles(&internal).into_iter().next() {
+        // A cycle the batch would close — among its entries, or through the registry's
+        // gaps and loops — is reported together with every other invalid entry (the invalid
+        // ones have no edges here, so they cannot take part).
+        if let Some(cycle) = self.batch_cycle(internal, &mut batch)? {
             let first = cycle
                 .first()
                 .and_then(|c| c.strip_prefix('@'))
@@ -234,6 +235,62 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 .map(|(i, e)| (i, e.to_string()))
                 .collect(),
         }))
+    }
+
+    /// The first cycle through an entry of the batch, in the graph of its entries (`@N`, an
+    /// entry's explicit id standing for it) and of every existing gap and loop they reach.
+    fn batch_cycle(
+        &self,
+        mut graph: BTreeMap<String, Vec<String>>,
+        batch: &mut Batch<'_>,
+    ) -> Result<Option<Vec<String>>> {
+        let entries: Vec<String> = graph.keys().cloned().collect();
+        let mut todo: Vec<String> = Vec::new();
+        for (node, edges) in graph.iter_mut() {
+            let Some(spec) = node[1..]
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| batch.all.get(i))
+            else {
+                continue;
+            };
+            for dep in &spec.depends_on {
+                if !dep.starts_with('@') && !batch.explicit.contains_key(dep) {
+                    edges.push(dep.clone());
+                    todo.push(dep.clone());
+                }
+            }
+        }
+        if !todo.is_empty() && batch.loops.is_none() {
+            batch.loops = Some(self.docs.loops()?.value);
+        }
+        let empty = BTreeMap::new();
+        let loops = batch.loops.as_ref().unwrap_or(&empty);
+        while let Some(node) = todo.pop() {
+            if graph.contains_key(&node) {
+                continue;
+            }
+            let edges: Vec<String> = self
+                .edges(&node, loops)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| match batch.explicit.get(&d) {
+                    Some(j) => format!("@{j}"),
+                    None => d,
+                })
+                .collect();
+            todo.extend(edges.iter().filter(|d| !d.starts_with('@')).cloned());
+            graph.insert(node, edges);
+        }
+        let mut deps = |n: &str| graph.get(n).cloned();
+        for entry in &entries {
+            for next in graph.get(entry).cloned().unwrap_or_default() {
+                if let Some(cycle) = graph::cycle_through(entry, &next, &mut deps) {
+                    return Ok(Some(cycle));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Reserves the ids of a checked batch (per prefix, consecutive) and its contiguous
@@ -386,21 +443,6 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 edges.push(format!("@{j}"));
             } else if !self.docs.gap_exists(dep)? && !self.find_loop(dep, loop_cache)? {
                 return Err(self.docs.loop_not_found(dep, "dependency (gap or loop)"));
-            }
-        }
-        if let Some(id) = &spec.id {
-            // An explicit id may already be referenced by existing gaps (re-filing a gap whose
-            // file was removed): its dependencies must not lead back to it.
-            let empty = BTreeMap::new();
-            let loops = loop_cache.as_ref().unwrap_or(&empty);
-            for dep in &spec.depends_on {
-                if dep.starts_with('@') || explicit.contains_key(dep) {
-                    continue;
-                }
-                let mut deps = |n: &str| self.edges(n, loops);
-                if let Some(path) = graph::cycle_through(id, dep, &mut deps) {
-                    return Err(rules::cycle(path));
-                }
             }
         }
         Ok(edges)

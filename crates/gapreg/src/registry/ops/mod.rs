@@ -103,6 +103,7 @@ impl<'a, D: Documents, C: Coordination, K: Clock> Engine<'a, D, C, K> {
 
     /// Why gap `id` is not ready; empty when it is.
     pub fn blockers(&self, id: &str) -> Result<Vec<Blocker>> {
+        super::rules::check_gap_id(id)?;
         let gap = self.docs.read_gap(id)?;
         let loops = self.docs.loops()?.value;
         let status = self.statuses(&gap.depends_on)?;

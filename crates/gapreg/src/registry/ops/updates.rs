@@ -23,6 +23,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
         id: &str,
         change: impl FnOnce(&mut Gap, Timestamp) -> Result<bool>,
     ) -> Result<Gap> {
+        rules::check_gap_id(id)?;
         let _guard = self.docs.lock()?;
         let mut gap = self.docs.read_gap(id)?;
         let before = gap.clone();
@@ -38,6 +39,15 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     /// Claims gap `id` for `agent`: see [`crate::Registry::claim`].
     pub fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap> {
         check_agent(agent)?;
+        if ttl.is_some_and(|t| t.is_zero()) {
+            // It would lapse as it is granted: the agent would be told it holds a gap anyone
+            // may take.
+            return Err(Error::invalid(
+                "claim ttl",
+                "the time to live is zero; give a positive TTL, or none for a claim held \
+                 until it is released",
+            ));
+        }
         self.update(id, |gap, now| {
             if gap.status.is_closed() {
                 // Most often a lost race: another agent finished it between `ready` and
@@ -57,7 +67,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 )),
                 Some(_) => match ttl {
                     Some(ttl) => {
-                        gap.claim_expires_at = Some(now.after(ttl));
+                        gap.claim_expires_at = Some(rules::claim_expiry(now, ttl));
                         Ok(true)
                     }
                     None => Ok(false),
@@ -69,7 +79,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                     }
                     gap.claimed_by = Some(agent.to_owned());
                     gap.claimed_at = Some(now);
-                    gap.claim_expires_at = ttl.map(|t| now.after(t));
+                    gap.claim_expires_at = ttl.map(|t| rules::claim_expiry(now, t));
                     gap.status = Status::InProgress;
                     Ok(true)
                 }
