@@ -9,7 +9,8 @@
 //! to exit. The floors are this binary re-executed: `floor-file-one` writes one gap-sized file
 //! durably (temp, `fdatasync`, rename, directory `fsync`); `floor-batch-one-file` the 1,000
 //! as one file the same way; `floor-batch-files` 1,000 files, all written, then each
-//! `fdatasync`ed, each renamed, one directory `fsync`. Batch files are written before the
+//! `fdatasync`ed, each renamed, one directory `fsync`; `floor-batch-syncfs` the same with one
+//! `syncfs` instead of the 1,000 `fdatasync`s (the shape of gapreg's batch writer). Batch files are written before the
 //! timed spawn. Both tools grow while measured (reported); at the end each must hold exactly
 //! what it was given.
 //!
@@ -41,9 +42,9 @@ fn main() {
     whole::seed(&gapreg, Some(&task), n, batch, dir);
 
     // Item numbers: every competitor files new ones.
-    let mut next = [n; 4];
+    let mut next = [n; 5];
     let floor_dir = dir.join("floor");
-    let take = |next: &mut [usize; 4], i: usize, k: usize| {
+    let take = |next: &mut [usize; 5], i: usize, k: usize| {
         let from = next[i];
         next[i] += k;
         from
@@ -70,6 +71,7 @@ fn main() {
         "task import",
         Floor::BatchOneFile.name(),
         Floor::BatchFiles.name(),
+        Floor::BatchSyncfs.name(),
     ];
     let file = dir.join("batch.json");
     let many = interleave::run(&names, warm_up, rounds_batch, |i, _| {
@@ -84,7 +86,8 @@ fn main() {
                 task.import(&file)
             }
             2 => Floor::BatchOneFile.command(&floor_dir.join("one-file"), from, batch),
-            _ => Floor::BatchFiles.command(&floor_dir.join("files"), from, batch),
+            3 => Floor::BatchFiles.command(&floor_dir.join("files"), from, batch),
+            _ => Floor::BatchSyncfs.command(&floor_dir.join("syncfs"), from, batch),
         };
         vec![run_timed(&mut cmd).0]
     });

@@ -325,17 +325,22 @@ pub enum Floor {
     /// A batch as one file: all of it in one temp file, `fdatasync`, rename, directory `fsync`.
     BatchOneFile,
     /// A batch as one file per gap: write every temp file, then `fdatasync` each, rename each
-    /// into place, one directory `fsync` (the batch writer's planned shape).
+    /// into place, one directory `fsync`.
     BatchFiles,
+    /// A batch as one file per gap made durable together: write every temp file, one
+    /// `syncfs` (the shape of gapreg's batch writer), rename each into place, one directory
+    /// `fsync`.
+    BatchSyncfs,
     /// A listing: read the index file and write it to standard output.
     Read,
 }
 
 impl Floor {
-    const ALL: [Floor; 4] = [
+    const ALL: [Floor; 5] = [
         Floor::FileOne,
         Floor::BatchOneFile,
         Floor::BatchFiles,
+        Floor::BatchSyncfs,
         Floor::Read,
     ];
 
@@ -345,6 +350,7 @@ impl Floor {
             Floor::FileOne => "floor-file-one",
             Floor::BatchOneFile => "floor-batch-one-file",
             Floor::BatchFiles => "floor-batch-files",
+            Floor::BatchSyncfs => "floor-batch-syncfs",
             Floor::Read => "floor-read",
         }
     }
@@ -394,7 +400,7 @@ impl Floor {
                 f.sync_data()?;
                 fs::rename(&temp, dir.join(format!("{from}.yaml")))?;
             }
-            Floor::BatchFiles => {
+            Floor::BatchFiles | Floor::BatchSyncfs => {
                 let mut files = Vec::with_capacity(count);
                 for i in items.clone() {
                     let temp = dir.join(format!(".{i}.tmp"));
@@ -405,8 +411,14 @@ impl Floor {
                     f.write_all(gap_text(i).as_bytes())?;
                     files.push((f, temp, dir.join(format!("{i}.yaml"))));
                 }
-                for (f, _, _) in &files {
-                    f.sync_data()?;
+                if self == Floor::BatchSyncfs {
+                    atomic_file::dir::Dir::open(&dir)
+                        .and_then(|d| d.sync_filesystem())
+                        .map_err(io::Error::other)?;
+                } else {
+                    for (f, _, _) in &files {
+                        f.sync_data()?;
+                    }
                 }
                 for (_, temp, target) in &files {
                     fs::rename(temp, target)?;
