@@ -96,7 +96,10 @@
 //! # Git and merges
 //!
 //! Gap files are one per gap, so two branches that filed *different* gaps merge without
-//! textual conflicts in `gaps/`. Two things need care:
+//! textual conflicts in `gaps/`; two branches that changed *different fields* of one gap
+//! merge through the driver `gapreg git setup` registers ([`merge`]: field by field
+//! against the common ancestor, lists as sets, the same field changed two ways a conflict
+//! naming it). Two things need care:
 //!
 //! - **`ids/counters.log` conflicts** when both branches reserved ids. It is a checksummed
 //!   binary-safe log with a header (see `idreserve`), so a textual merge of it is corrupt, not
