@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use gapreg::{Checked, Filter, GapSummary};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{left_out, parse, registry, summary_json};
+use super::{SummaryJson, left_out, parse, registry};
 use crate::output::{Output, escape, escape_path, escape_text, path_json, table};
 use crate::{Global, Result, exit};
 
@@ -73,7 +73,7 @@ pub fn ready(global: &Global, out: Output) -> Result {
 /// to leave out.
 fn show_gaps(out: Output, checked: Checked<Vec<GapSummary>>) -> Result {
     let gaps = &checked.value;
-    let doc: Vec<Value> = gaps.iter().map(summary_json).collect();
+    let doc: Vec<SummaryJson<'_>> = gaps.iter().map(SummaryJson::from).collect();
     out.show(&doc, |w| table(w, &GAP_HEADER, &gap_rows(gaps)))?;
     left_out(&checked.damaged)
 }

@@ -184,11 +184,18 @@ fn attack13_a_killed_first_lease_leaves_nothing_git_would_commit() {
         "signal=KILL:when=2",
         &["lease", "acquire", "--holder", "H", "--file", "src/a.rs"],
     );
-    assert_ne!(run.0.status.code(), Some(0), "the lease writer was not killed");
+    assert_ne!(
+        run.0.status.code(),
+        Some(0),
+        "the lease writer was not killed"
+    );
     repo.run(&["lease", "acquire", "--holder", "H", "--file", "src/a.rs"])
         .ok();
     let doctor = repo.run(&["doctor", "--repair"]);
-    let status = git(repo.path(), &["status", "--porcelain", "--untracked-files=all"]);
+    let status = git(
+        repo.path(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
     assert!(
         status.trim().is_empty(),
         "git sees files gapreg wrote (doctor --repair exit {}: {}):\n{status}",
@@ -203,7 +210,8 @@ fn attack13_a_killed_first_lease_leaves_nothing_git_would_commit() {
 #[test]
 fn attack13_a_zero_ttl_claim_is_refused_not_granted_already_lapsed() {
     let repo = Repo::new();
-    repo.run(&["file", "--title", "t", "--severity", "low"]).ok();
+    repo.run(&["file", "--title", "t", "--severity", "low"])
+        .ok();
     let a = repo.run(&["claim", "GAP-OP-1", "--agent", "A", "--ttl", "0"]);
     let b = repo.run(&["claim", "GAP-OP-1", "--agent", "B"]);
     assert!(

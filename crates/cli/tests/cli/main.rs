@@ -2,8 +2,8 @@
 //! exit codes and messages, over temporary directories.
 
 mod attack;
-mod attack2;
 mod attack13;
+mod attack2;
 mod faults;
 mod files;
 mod gaps;
