@@ -7,7 +7,7 @@ use serde_yaml::{Mapping, Value};
 use super::*;
 
 /// Merges three versions of one gap file (`gaps/<ID>.yaml`) field by field (see the
-/// [module docs](self) for the rules). `ancestor` is `None` when the file has no common
+/// [module docs](crate::merge) for the rules). `ancestor` is `None` when the file has no common
 /// ancestor (both branches added it). Pure; never panics.
 ///
 /// A side that did not change (equal to the ancestor) yields the other side unchanged; a

@@ -91,7 +91,7 @@ pub(super) fn block_key(block: &str) -> Option<Value> {
 }
 
 /// Merges three versions of one loop file (`<loops_dir>/<LOOP-ID>.md`): the front matter's
-/// keys as the [module docs](self) say (`depends_on` and `tags` as sets), the body kept from
+/// keys as the [module docs](crate::merge) say (`depends_on` and `tags` as sets), the body kept from
 /// the side that changed it (a conflict if both did). Keys are written as the side whose
 /// value won wrote them, so hand formatting survives. Pure; never panics.
 ///
