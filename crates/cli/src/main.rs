@@ -14,6 +14,7 @@ mod duration;
 mod exit;
 mod gaps;
 mod git;
+mod hook;
 mod ids;
 mod lease;
 mod output;
@@ -129,6 +130,9 @@ enum Command {
     /// git's merge driver for registry documents (internal; `gapreg git setup` registers it).
     #[command(hide = true)]
     MergeDriver(git::MergeDriverArgs),
+    /// What the hooks `gapreg git setup` installs run (internal).
+    #[command(subcommand, hide = true)]
+    Hook(hook::HookCommand),
     /// Reserve, inspect and check IDs like SEC-20 or GAP-OP-1091.
     #[command(subcommand)]
     Ids(ids::IdsCommand),
@@ -195,8 +199,14 @@ fn main() -> ExitCode {
         json: cli.global.json,
         quiet: cli.global.quiet,
     };
+    let writes_documents = writes_documents(&cli.command);
     match run(&cli.global, out, cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if writes_documents {
+                git::hint(&cli.global, out);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let code = exit::classify(e.as_ref());
             let mut message = format!("error: {e}");
@@ -212,6 +222,20 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// Whether `command` writes documents (gap or loop files, which travel by merge): after it,
+/// a clone without the merge driver gets a hint ([`git::hint`]).
+fn writes_documents(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::File(_)
+            | Command::Claim { .. }
+            | Command::Unclaim { .. }
+            | Command::Status { .. }
+            | Command::Dep(_)
+            | Command::Loop(gaps::LoopCommand::New { .. })
+    )
 }
 
 fn run(global: &Global, out: Output, command: Command) -> Result {
@@ -232,6 +256,7 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
         Command::Doctor { repair } => gaps::doctor(global, out, repair),
         Command::Git(cmd) => git::run(global, out, cmd),
         Command::MergeDriver(args) => git::merge_driver(args),
+        Command::Hook(cmd) => hook::run(global, cmd),
         Command::Ids(cmd) => ids::run(global, out, cmd),
         Command::Lease(cmd) => lease::run(global, out, cmd),
         Command::Write { file, checksum } => {

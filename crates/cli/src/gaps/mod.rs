@@ -186,9 +186,28 @@ pub fn init(out: Output, dir: Option<PathBuf>) -> Result {
     };
     out.check_json_path("the directory", &dir)?;
     let registry = Registry::init(&dir, gapreg::Config::default())?;
-    let doc = json!({ "registry": path_json(registry.dir()) });
+    let mut doc = json!({ "registry": path_json(registry.dir()) });
+    // Inside git, `git setup` too; the registry stands whatever it does.
+    let setup = match crate::git::setup_in_git(&registry) {
+        Some(Ok(setup)) => Some(setup),
+        Some(Err(e)) => {
+            crate::output::eprint_escaped(&format!(
+                "warning: the registry is created, but `gapreg git setup` failed ({e}); run it \
+                 again once that is fixed"
+            ));
+            None
+        }
+        None => None,
+    };
+    if let Some(setup) = &setup {
+        doc["git"] = setup.json();
+    }
     Ok(out.answer(&doc, |w| {
-        writeln!(w, "created {}", escape_path(registry.dir()))
+        writeln!(w, "created {}", escape_path(registry.dir()))?;
+        for line in setup.iter().flat_map(crate::git::Setup::lines) {
+            writeln!(w, "{line}")?;
+        }
+        Ok(())
     })?)
 }
 

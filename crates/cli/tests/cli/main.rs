@@ -8,6 +8,7 @@ mod faults;
 mod files;
 mod gaps;
 mod git;
+mod hook;
 mod hostile;
 mod ids;
 mod lease;
