@@ -158,21 +158,113 @@ mod yaml_budget {
     }
 }
 
-/// An upper bound of the flow-collection nesting depth of YAML text (brackets inside quoted
-/// strings are counted too, which can only over-estimate).
+/// An upper bound of the flow-collection nesting depth of YAML text, from a scan that knows
+/// just enough YAML to tell a bracket that opens a collection from one that is text: inside
+/// quoted scalars, comments and block scalars (`|`, `>`), and in the middle of a plain
+/// scalar outside any collection, a bracket is text. Anything it is unsure of counts, so it
+/// can only over-estimate. (Counting every bracket refused files the writer itself made: a
+/// description with many `[`.)
 fn flow_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
-    for &b in bytes {
+    let mut i = 0;
+    // Where a node may start (a bracket there opens a collection), and the indentation of
+    // the line that opened a block scalar still running.
+    let mut node_start = true;
+    let mut block: Option<usize> = None;
+    let mut line_start = true;
+    let space = |c: Option<&u8>| matches!(c, None | Some(b' ' | b'\t' | b'\n' | b'\r'));
+    while i < bytes.len() {
+        if line_start {
+            line_start = false;
+            let indent = bytes[i..].iter().take_while(|&&c| c == b' ').count();
+            let blank = matches!(bytes.get(i + indent), None | Some(b'\n' | b'\r'));
+            if let Some(parent) = block {
+                if blank || indent > parent {
+                    i = skip_line(bytes, i);
+                    line_start = true;
+                    continue;
+                }
+                block = None;
+            }
+            node_start = true;
+            i += indent;
+            continue;
+        }
+        let b = bytes[i];
         match b {
-            b'{' | b'[' => {
+            b'\n' => line_start = true,
+            b' ' | b'\t' | b'\r' => {}
+            b'#' if i == 0 || space(bytes.get(i - 1)) => {
+                i = skip_line(bytes, i);
+                line_start = true;
+                continue;
+            }
+            b'\'' | b'"' if node_start => {
+                i = skip_quoted(bytes, i);
+                node_start = false;
+                continue;
+            }
+            b'[' | b'{' if node_start || depth > 0 => {
                 depth += 1;
                 max = max.max(depth);
+                node_start = true;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b']' | b'}' if depth > 0 => {
+                depth -= 1;
+                node_start = false;
+            }
+            b',' if depth > 0 => node_start = true,
+            b':' | b'-' | b'?' if space(bytes.get(i + 1)) => node_start = true,
+            b'|' | b'>' if node_start && depth == 0 => {
+                // Its text is every following line indented more than the column of the node
+                // the line starts (past `- `, `? ` and `: ` indicators), which is at least
+                // the column YAML counts from: a line YAML gives back to the document is
+                // never skipped here.
+                let line = bytes[..i].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+                let mut j = line + bytes[line..].iter().take_while(|&&c| c == b' ').count();
+                while matches!(bytes.get(j), Some(b'-' | b'?' | b':')) && space(bytes.get(j + 1)) {
+                    j += 1;
+                    j += bytes[j..].iter().take_while(|&&c| c == b' ').count();
+                }
+                block = Some(j - line);
+                i = skip_line(bytes, i);
+                line_start = true;
+                continue;
+            }
+            _ => node_start = false,
         }
+        i += 1;
     }
     max
+}
+
+/// The index just past the end of the line holding `i` (its newline included).
+fn skip_line(bytes: &[u8], i: usize) -> usize {
+    bytes[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(bytes.len(), |p| i + p + 1)
+}
+
+/// The index just past the quoted scalar starting at `i` (`'…'` with `''` inside, or `"…"`
+/// with backslash escapes); the end of the text if it is never closed.
+fn skip_quoted(bytes: &[u8], i: usize) -> usize {
+    let quote = bytes[i];
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' if quote == b'"' => j += 2,
+            c if c == quote => {
+                if quote == b'\'' && bytes.get(j + 1) == Some(&b'\'') {
+                    j += 2;
+                } else {
+                    return j + 1;
+                }
+            }
+            _ => j += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// A serialization format for the typed helpers.
@@ -276,5 +368,45 @@ impl Format {
                 },
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod flow_depth_tests {
+    use super::flow_depth;
+
+    #[test]
+    fn brackets_that_are_text_do_not_count() {
+        let deep = "[".repeat(300);
+        for text in [
+            format!("title: a{deep}\n"),
+            format!("title: '{deep}'\n"),
+            format!("title: \"{deep}\"\n"),
+            format!("title: x # {deep}\n"),
+            format!("description: |\n  {deep}\n  more\nnext: 1\n"),
+            format!("- key: >-\n    {deep}\n- b\n"),
+            format!("a: ]]]]\nb: x{deep}\n"),
+        ] {
+            assert_eq!(flow_depth(text.as_bytes()), 0, "{text}");
+        }
+    }
+
+    #[test]
+    fn collections_count_wherever_yaml_opens_them() {
+        let deep = "[".repeat(300);
+        for text in [
+            format!("{deep}\n"),
+            format!("k: {deep}\n"),
+            format!("- {deep}\n"),
+            format!("k: [a, {deep}\n"),
+            format!("k: {{a: {deep}\n"),
+            // A line YAML gives back to the mapping after a block scalar.
+            format!("- key: |\n    text\n  {deep}: 1\n"),
+            format!("k: |\n  text\n{deep}\n"),
+            // An unclosed quote stops at the end: brackets before it still count.
+            format!("{deep} 'x\n"),
+        ] {
+            assert!(flow_depth(text.as_bytes()) >= 300, "{text}");
+        }
     }
 }

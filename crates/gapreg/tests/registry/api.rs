@@ -859,3 +859,18 @@ fn gap_files_with_the_old_field_names_read() {
         "{text}"
     );
 }
+
+/// Text full of brackets (a markdown table, a pasted stack of `[[`) is text, not nested
+/// collections: a gap whose fields hold 300 `[` is filed, listed and read back (the YAML
+/// reader's nesting guard counted every bracket, so gapreg refused files it had written).
+#[test]
+fn brackets_in_text_are_not_nesting() {
+    let (_dir, reg) = scratch();
+    let deep = "[".repeat(300);
+    let spec = GapSpec::new(format!("]]]{}", &deep[..200]), Severity::Low)
+        .description(format!("]]]]\n{deep}\n"));
+    let gap = reg.file(spec).expect("file");
+    let back = reg.show(&gap.id).expect("show");
+    assert_eq!(back.description, format!("]]]]\n{deep}\n"));
+    assert_eq!(reg.list(&Filter::default()).expect("list").len(), 1);
+}
