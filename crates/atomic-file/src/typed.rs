@@ -220,7 +220,10 @@ fn flow_depth(bytes: &[u8]) -> usize {
                 // the line starts (past `- `, `? ` and `: ` indicators), which is at least
                 // the column YAML counts from: a line YAML gives back to the document is
                 // never skipped here.
-                let line = bytes[..i].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1);
+                let line = bytes[..i]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |p| p + 1);
                 let mut j = line + bytes[line..].iter().take_while(|&&c| c == b' ').count();
                 while matches!(bytes.get(j), Some(b'-' | b'?' | b':')) && space(bytes.get(j + 1)) {
                     j += 1;
