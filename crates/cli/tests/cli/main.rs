@@ -16,3 +16,4 @@ mod ownership;
 mod paths;
 mod resources;
 mod util;
+mod worktrees;
