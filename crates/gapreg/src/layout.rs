@@ -65,8 +65,9 @@ pub(crate) fn gitignore() -> String {
         INDEX.to_owned(),
         LOCK.to_owned(),
         format!("{LOCK}{QUEUE_SUFFIX}/"),
-        format!("{IDS}/{}", idreserve::LOCK_FILE),
-        format!("{IDS}/{}/", idreserve::QUEUE_DIR),
+        // Coordination state, when it is kept here (outside git; inside git it lives under
+        // the common git directory and a tracked copy is migrated there).
+        format!("{IDS}/"),
         format!("{LEASES}/"),
         // leaselock's directory being created, left by a creator killed at that instant.
         format!(".{LEASES}{}*/", leaselock::lease::STAGING_INFIX),
@@ -90,6 +91,10 @@ pub(crate) const MAX_INDEX_BYTES: u64 = 1 << 30;
 /// Largest batch manifest or key record read.
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
+/// The directory under a clone's common git directory that holds the coordination state
+/// of its registry, shared by every worktree of the clone.
+pub(crate) const COORDINATION_DIR: &str = "gapreg";
+
 /// Where a registry's files are, and how to open them without following links.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -98,6 +103,9 @@ pub(crate) struct Layout {
     /// The loops directory as components below the repository (`up == 1`) or the registry
     /// directory (`up == 0`).
     loops: (usize, Vec<OsString>),
+    /// Inside git: the clone's common git directory, under which [`COORDINATION_DIR`] holds
+    /// the coordination state. Outside git: `None`, and it stays in the registry directory.
+    common: Option<PathBuf>,
 }
 
 impl Layout {
@@ -108,10 +116,50 @@ impl Layout {
     /// [`crate::ErrorKind::Invalid`] if `loops_dir` is absolute or leads outside the
     /// repository.
     pub fn new(dir: PathBuf, loops_dir: &Path) -> Result<Layout> {
-        Ok(Layout {
-            loops: confine(loops_dir)?,
+        let loops = confine(loops_dir)?;
+        let mut layout = Layout {
+            loops,
             dir,
-        })
+            common: None,
+        };
+        // Only a registry at the top of its work tree shares the clone's coordination state:
+        // every worktree's `.gapreg` is then the same registry on another branch.
+        if let Some(git) = crate::gitdir::find(layout.repo())? {
+            let repo = std::fs::canonicalize(layout.repo())
+                .map_err(|e| Error::io("resolve", layout.repo(), e))?;
+            if git.work_tree == repo {
+                layout.common = Some(git.common_dir);
+            }
+        }
+        Ok(layout)
+    }
+
+    /// Where the coordination state lives: `<common git dir>/gapreg` inside git, the
+    /// registry directory outside it.
+    pub fn coordination_path(&self) -> PathBuf {
+        match &self.common {
+            Some(common) => common.join(COORDINATION_DIR),
+            None => self.dir.clone(),
+        }
+    }
+
+    /// Whether the coordination state is shared through the clone's git directory.
+    pub fn shared(&self) -> bool {
+        self.common.is_some()
+    }
+
+    /// The coordination directory, opened (never through a symlink); created if `create`,
+    /// else `None` when it does not exist yet.
+    pub fn coordination(&self, create: bool) -> Result<Option<Dir>> {
+        let Some(common) = &self.common else {
+            return Ok(Some(self.root()?));
+        };
+        let parent = Dir::open(common)?;
+        if create {
+            Ok(Some(parent.create_dir(COORDINATION_DIR)?))
+        } else {
+            Ok(parent.open_dir(COORDINATION_DIR)?)
+        }
     }
 
     /// The repository directory holding the registry.

@@ -211,6 +211,9 @@ fn both_branches_filing_the_same_id_is_a_conflict_naming_both_titles() {
         repo.run(&["file", "--title", "Lock contention", "--prefix", "OP"])
             .ok();
     });
+    // Two clones that share no coordinator (here: the clone's shared counters removed, so
+    // branch b counts from its own documents, as a separate clone would).
+    std::fs::remove_dir_all(repo.path().join(".git/gapreg")).expect("forget counters");
     commit_on(&repo, "b", "main", || {
         repo.run(&["file", "--title", "No parent flag", "--prefix", "OP"])
             .ok();

@@ -17,3 +17,4 @@ mod ownership;
 mod paths;
 mod resources;
 mod util;
+mod worktrees;

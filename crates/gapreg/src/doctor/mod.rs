@@ -86,6 +86,35 @@ impl Registry {
                 Err(e) => damaged(&mut report, Err(e.into()))?,
             }
         }
+        // Shared coordination lives under the common git directory; whatever sits at its old
+        // places inside the registry is never read — stale, or planted: reported, not used.
+        if self.files.layout.shared() {
+            for name in [IDS, LEASES, KEYS] {
+                let misplaced: Vec<String> = match root.kind(name)? {
+                    None => Vec::new(),
+                    Some(FileKind::Dir) => match root.open_dir(name) {
+                        Ok(Some(d)) => d
+                            .entries()?
+                            .iter()
+                            .map(|e| d.join(&e.name).display().to_string())
+                            .collect(),
+                        _ => vec![root.join(name).display().to_string()],
+                    },
+                    Some(_) => vec![root.join(name).display().to_string()],
+                };
+                for path in misplaced {
+                    report.add(
+                        FindingKind::Corrupt,
+                        path,
+                        format!(
+                            "coordination state inside the registry, where gapreg does not \
+                             read it (it lives in {}); stale or planted: remove it",
+                            self.files.layout.coordination_path().display()
+                        ),
+                    );
+                }
+            }
+        }
         match root.kind(GITIGNORE_FILE)? {
             None | Some(FileKind::File) => {}
             Some(kind) => report.add(

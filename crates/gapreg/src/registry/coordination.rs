@@ -20,6 +20,19 @@ impl FileCoordination {
     fn key_file(key: &str) -> String {
         format!("{key}.json")
     }
+
+    /// `keys/` in the coordination directory; `None` if it does not exist and `create` is
+    /// false.
+    fn keys(&self, create: bool) -> Result<Option<atomic_file::dir::Dir>> {
+        let Some(coord) = self.layout.coordination(create)? else {
+            return Ok(None);
+        };
+        if create {
+            Ok(Some(coord.create_dir(KEYS)?))
+        } else {
+            Ok(coord.open_dir(KEYS)?)
+        }
+    }
 }
 
 impl Coordination for FileCoordination {
@@ -37,7 +50,7 @@ impl Coordination for FileCoordination {
     }
 
     fn read_key(&self, key: &str) -> Result<Option<KeyRecord>> {
-        let Some(keys) = self.layout.sub(KEYS, false)? else {
+        let Some(keys) = self.keys(false)? else {
             return Ok(None);
         };
         let name = Self::key_file(key);
@@ -51,7 +64,9 @@ impl Coordination for FileCoordination {
     }
 
     fn write_key(&self, key: &str, record: &KeyRecord) -> Result<()> {
-        let keys = self.layout.root()?.create_dir(KEYS)?;
+        let keys = self
+            .keys(true)?
+            .ok_or_else(|| crate::error::Error::invalid("keys", "cannot be created"))?;
         let name = Self::key_file(key);
         let bytes = atomic_file::Format::Json.encode(keys.join(&name), record)?;
         // Always durable: a key lost in a power cut would let a retry file twice.
@@ -60,6 +75,9 @@ impl Coordination for FileCoordination {
     }
 
     fn key_location(&self, key: &str) -> PathBuf {
-        self.layout.dir.join(KEYS).join(Self::key_file(key))
+        self.layout
+            .coordination_path()
+            .join(KEYS)
+            .join(Self::key_file(key))
     }
 }

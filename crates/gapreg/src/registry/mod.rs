@@ -22,6 +22,7 @@ mod index_cache;
 mod loop_files;
 pub(crate) mod ops;
 pub(crate) mod rules;
+mod shared;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,6 +89,9 @@ pub struct Registry {
     pub(crate) files: Files,
     coord: FileCoordination,
     config: Config,
+    /// What opening it did that a person should hear of (a migration), passed to the
+    /// warnings callback when one is set.
+    notices: Vec<String>,
 }
 
 impl Registry {
@@ -115,7 +119,9 @@ impl Registry {
         root.write(GITIGNORE_FILE, gitignore().as_bytes(), &opts)?;
         root.create_dir(GAPS)?;
         layout.loops(true)?;
-        Store::create_at(&root, IDS, idreserve::Config::default())?;
+        if !layout.shared() {
+            Store::create_at(&root, IDS, idreserve::Config::default())?;
+        }
         let yaml = atomic_file::Format::Yaml.encode(dir.join(CONFIG), &config)?;
         root.write(CONFIG, &yaml, &atomic_file::Options::new())?;
         let reg = Registry::open(&dir)?;
@@ -146,19 +152,16 @@ impl Registry {
         let layout = Layout::new(dir.clone(), &config.loops_dir)?;
         check_not_nested(layout.repo())?;
         let timeout = Duration::from_secs(config.lock_timeout_secs);
-        let ids = match Store::open_at(&root, IDS) {
-            Ok(store) => store.with_lock_timeout(timeout),
-            // Gap files without their counters: zero would hand out their ids again.
-            Err(e) if e.is_not_found() => {
-                return Err(Error::corrupt(
-                    dir.join(IDS),
-                    "the id store is missing, so the registry cannot know which ids were \
-                     handed out; restore .gapreg/ids from git or a backup, or recreate it \
-                     from the ids in use with `gapreg ids init` (see `gapreg ids --help`)",
-                ));
-            }
-            Err(e) => return Err(e.into()),
+        let files = Files {
+            mutex: FileMutex::new(dir.join(LOCK)),
+            opts: Self::options(&config),
+            durable: config.durable,
+            lock_timeout: timeout,
+            layout: layout.clone(),
+            dir: dir.clone(),
+            warn: Warner::default(),
         };
+        let (ids, notices) = shared::open_ids(&files, timeout)?;
         // One spelling per gap: `GAP-OP-0001` beside `GAP-OP-1` would be two files for one
         // number, so gap ids and registry positions are never zero-padded.
         if let Some((prefix, width)) = ids
@@ -176,17 +179,10 @@ impl Registry {
             ));
         }
         Ok(Registry {
-            files: Files {
-                mutex: FileMutex::new(dir.join(LOCK)),
-                opts: Self::options(&config),
-                durable: config.durable,
-                lock_timeout: timeout,
-                layout: layout.clone(),
-                dir,
-                warn: Warner::default(),
-            },
+            files,
             coord: FileCoordination { ids, layout },
             config,
+            notices,
         })
     }
 
@@ -220,6 +216,9 @@ impl Registry {
     /// into `gaps/` yet). They never turn a durable change into an error; the next reader or
     /// writer repairs them.
     pub fn with_warnings(mut self, warn: impl Fn(&str) + Send + Sync + 'static) -> Registry {
+        for notice in self.notices.drain(..) {
+            warn(&notice);
+        }
         self.files.warn = Warner(Some(Arc::new(warn)));
         self
     }
@@ -269,7 +268,7 @@ impl Registry {
     ) -> Result<leaselock::lease::Leases, leaselock::lease::LeaseError> {
         leaselock::lease::Leases::open_with(
             self.files.layout.repo(),
-            opts.leases_dir(self.files.dir.join(LEASES)),
+            opts.leases_dir(self.files.layout.coordination_path().join(LEASES)),
         )
     }
 

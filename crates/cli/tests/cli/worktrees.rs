@@ -1,0 +1,180 @@
+//! One registry for every worktree of a clone (issue 11): the coordination state lives
+//! under the clone's common git directory. Real git, real worktrees, the real binary.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use crate::util::{git, run_in};
+
+/// A git repository with a committed registry holding `gaps` gaps, and its temp dir.
+fn origin(gaps: usize) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let main = tmp.path().join("main");
+    std::fs::create_dir(&main).expect("mkdir");
+    git(&main, &["init", "-q"]);
+    run_in(&main, &["init"], None).ok();
+    for i in 0..gaps {
+        run_in(&main, &["file", "--title", &format!("seed {i}")], None).ok();
+    }
+    git(&main, &["add", "-A"]);
+    git(&main, &["commit", "-q", "-m", "registry"]);
+    (tmp, main)
+}
+
+fn numbers(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.trim().rsplit('-').next()?.parse().ok())
+        .collect()
+}
+
+/// Three worktrees of one clone, four processes in each filing and reserving at once:
+/// every gap id and every reserved id is distinct across the worktrees.
+#[test]
+fn three_worktrees_share_one_set_of_counters() {
+    let (tmp, main) = origin(2);
+    let mut trees = vec![main.clone()];
+    for n in 1..3 {
+        let wt = tmp.path().join(format!("wt{n}"));
+        git(
+            &main,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &format!("b{n}"),
+                wt.to_str().expect("utf-8"),
+            ],
+        );
+        trees.push(wt);
+    }
+    let outs: Vec<(String, String)> = thread::scope(|s| {
+        let handles: Vec<_> = trees
+            .iter()
+            .flat_map(|t| (0..4).map(move |p| (t.clone(), p)))
+            .map(|(t, p)| {
+                s.spawn(move || {
+                    let mut filed = String::new();
+                    let mut reserved = String::new();
+                    for k in 0..3 {
+                        let title = format!("{} p{p} k{k}", t.display());
+                        filed.push_str(&run_in(&t, &["file", "--title", &title], None).ok());
+                        reserved.push_str(&run_in(&t, &["ids", "reserve", "SEC"], None).ok());
+                    }
+                    (filed, reserved)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let filed: Vec<u64> = outs.iter().flat_map(|(f, _)| numbers(f)).collect();
+    let reserved: Vec<u64> = outs.iter().flat_map(|(_, r)| numbers(r)).collect();
+    assert_eq!(filed.len(), 36);
+    assert_eq!(filed.iter().collect::<BTreeSet<_>>().len(), 36, "{filed:?}");
+    assert!(
+        filed.iter().all(|n| *n > 2),
+        "ids of the committed gaps reissued: {filed:?}"
+    );
+    assert_eq!(
+        reserved.iter().collect::<BTreeSet<_>>().len(),
+        36,
+        "{reserved:?}"
+    );
+    for t in &trees {
+        let doctor = run_in(t, &["doctor"], None);
+        assert_eq!(doctor.code(), 0, "{}: {}", t.display(), doctor.stdout());
+    }
+}
+
+/// A lease taken in one worktree refuses an overlapping one in another.
+#[test]
+fn a_lease_in_one_worktree_refuses_an_overlap_in_another() {
+    let (tmp, main) = origin(0);
+    let wt = tmp.path().join("wt");
+    git(
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "b",
+            wt.to_str().expect("utf-8"),
+        ],
+    );
+    run_in(
+        &main,
+        &["lease", "acquire", "--holder", "A", "--dir", "src"],
+        None,
+    )
+    .ok();
+    let other = run_in(
+        &wt,
+        &["lease", "acquire", "--holder", "B", "--file", "src/a.rs"],
+        None,
+    );
+    other.fails(5, &["A"]);
+}
+
+/// A fresh clone of a repository with a committed registry works at once, and its first
+/// reservation is above every id its documents hold.
+#[test]
+fn a_fresh_clone_works_at_once_above_every_id_it_holds() {
+    let (tmp, main) = origin(3);
+    let clone = tmp.path().join("clone");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            main.to_str().expect("utf-8"),
+            clone.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run_in(&clone, &["list"], None).code(), 0);
+    assert_eq!(run_in(&clone, &["ready"], None).code(), 0);
+    let id = run_in(&clone, &["file", "--title", "from the clone"], None).ok();
+    assert_eq!(id.trim(), "GAP-OP-4");
+    let next = run_in(&clone, &["ids", "reserve", "GAP-OP"], None).ok();
+    assert_eq!(next.trim(), "GAP-OP-5");
+}
+
+/// A registry whose counters are tracked in `.gapreg/ids` (the old layout) is migrated on
+/// first use: the shared counters carry them over, never lower, and the tracked files leave
+/// the tree with a notice.
+#[test]
+fn tracked_counters_are_migrated_never_lowered() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("r");
+    std::fs::create_dir(&repo).expect("mkdir");
+    // The old layout: a registry made outside git (counters in .gapreg/ids), then committed.
+    run_in(&repo, &["init"], None).ok();
+    run_in(&repo, &["file", "--title", "one"], None).ok();
+    run_in(&repo, &["ids", "reserve", "GAP-OP", "40"], None).ok();
+    run_in(&repo, &["ids", "reserve", "SEC", "7"], None).ok();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A", "-f", ".gapreg/ids", "."]);
+    git(&repo, &["commit", "-q", "-m", "old layout"]);
+    let first = run_in(&repo, &["file", "--title", "two"], None);
+    assert_eq!(first.code(), 0, "{}", first.stderr());
+    assert_eq!(first.stdout().trim(), "GAP-OP-42", "counters lowered");
+    assert!(
+        first.stderr().contains("moved the id counters"),
+        "{}",
+        first.stderr()
+    );
+    assert_eq!(
+        run_in(&repo, &["ids", "reserve", "SEC"], None).ok().trim(),
+        "SEC-8"
+    );
+    assert!(!repo.join(".gapreg/ids/counters.log").exists());
+    assert!(shared(&repo).join("ids").is_dir());
+}
+
+fn shared(repo: &Path) -> PathBuf {
+    repo.join(".git/gapreg")
+}
