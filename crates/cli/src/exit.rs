@@ -57,24 +57,27 @@ impl StdError for CliError {}
 
 /// An invalid-input error (exit 3).
 pub fn invalid(message: impl Into<String>) -> Box<dyn StdError> {
-    Box::new(CliError {
-        code: Code::Invalid,
-        message: message.into(),
-    })
+    failure(Code::Invalid, message)
 }
 
 /// A corrupt-data error (exit 6).
 pub fn corrupt(message: impl Into<String>) -> Box<dyn StdError> {
-    Box::new(CliError {
-        code: Code::Corrupt,
-        message: message.into(),
-    })
+    failure(Code::Corrupt, message)
 }
 
 /// A not-found error (exit 4).
 pub fn not_found(message: impl Into<String>) -> Box<dyn StdError> {
+    failure(Code::NotFound, message)
+}
+
+/// A conflict (exit 5).
+pub fn conflict(message: impl Into<String>) -> Box<dyn StdError> {
+    failure(Code::Conflict, message)
+}
+
+fn failure(code: Code, message: impl Into<String>) -> Box<dyn StdError> {
     Box::new(CliError {
-        code: Code::NotFound,
+        code,
         message: message.into(),
     })
 }

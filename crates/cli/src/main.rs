@@ -80,14 +80,24 @@ enum Command {
     Ready,
     /// Claim a gap for an agent (exactly one of many concurrent claimers wins).
     Claim {
-        /// The gap id.
-        id: String,
+        /// The gap id (or --next).
+        #[arg(required_unless_present = "next", conflicts_with = "next")]
+        id: Option<String>,
         /// The agent, e.g. CC-3.
         #[arg(long)]
         agent: String,
         /// Let the claim lapse after this long unless renewed by claiming again.
         #[arg(long, value_parser = duration::parse)]
         ttl: Option<Duration>,
+        /// Claim the most severe ready gap and print its id (exit 4 when nothing is ready).
+        #[arg(long)]
+        next: bool,
+        /// With --next: only gaps of this loop.
+        #[arg(long = "loop", requires = "next")]
+        parent_loop: Option<String>,
+        /// The heartbeat: renew a claim this agent holds (refused if it holds none).
+        #[arg(long, conflicts_with = "next")]
+        renew: bool,
     },
     /// Release an agent's claim.
     Unclaim {
@@ -247,7 +257,17 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
         Command::Show { id } => gaps::show(global, out, &id),
         Command::List(args) => gaps::list(global, out, args),
         Command::Ready => gaps::ready(global, out),
-        Command::Claim { id, agent, ttl } => gaps::claim(global, out, &id, &agent, ttl),
+        Command::Claim {
+            id,
+            agent,
+            ttl,
+            next,
+            parent_loop,
+            renew,
+        } => match id {
+            Some(id) if !next => gaps::claim(global, out, &id, &agent, ttl, renew),
+            _ => gaps::claim_next(global, out, &agent, ttl, parent_loop.as_deref()),
+        },
         Command::Unclaim { id, agent } => gaps::unclaim(global, out, &id, &agent),
         Command::Status { id, status, rev } => gaps::status(global, out, &id, &status, rev),
         Command::Dep(cmd) => gaps::dep(global, out, cmd),

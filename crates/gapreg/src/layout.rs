@@ -14,6 +14,7 @@
 //! | `keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
 //! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | coordination | no | the mutex every change holds, and its FIFO queue |
 //! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
+//! | `claims/` | leaselock (a lease store of its own) | coordination | no | one exclusive lease per claimed gap, on the path named by its id: the claim every worktree sees |
 //! | `.leases.init-<pid>-<n>/` | leaselock | coordination, in flight | no | `leases/` while it is first created (left only by a creator killed then) |
 //! | `index.log` | gapreg ([`crate::index`]) | cache of this worktree's documents | no | checksummed gap summaries, rebuilt from `gaps/` whenever they disagree |
 //! | `staging/`, `batch.pending` | gapreg (batches) | in-flight documents | no | a batch's files before and while it is committed |
@@ -49,6 +50,8 @@ pub(crate) const IDS: &str = "ids";
 pub(crate) const INDEX: &str = "index.log";
 pub(crate) const LOCK: &str = "registry.lock";
 pub(crate) const LEASES: &str = "leases";
+/// Claims: leaselock leases of their own, one per claimed gap.
+pub(crate) const CLAIMS: &str = "claims";
 /// Where a batch's gap files are written before its manifest commits them.
 pub(crate) const STAGING: &str = "staging";
 /// The manifest of a committed batch whose files are still being moved into `gaps/`.
@@ -69,6 +72,7 @@ pub(crate) fn gitignore() -> String {
         // the common git directory and a tracked copy is migrated there).
         format!("{IDS}/"),
         format!("{LEASES}/"),
+        format!("{CLAIMS}/"),
         // leaselock's directory being created, left by a creator killed at that instant.
         format!(".{LEASES}{}*/", leaselock::lease::STAGING_INFIX),
         format!(".*{}", atomic_file::TEMP_SUFFIX),

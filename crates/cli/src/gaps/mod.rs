@@ -245,9 +245,46 @@ pub fn show(global: &Global, out: Output, id: &str) -> Result {
 }
 
 /// `gapreg claim ID --agent A [--ttl D]`.
-pub fn claim(global: &Global, out: Output, id: &str, agent: &str, ttl: Option<Duration>) -> Result {
-    let gap = registry(global)?.claim(id, agent, ttl)?;
+pub fn claim(
+    global: &Global,
+    out: Output,
+    id: &str,
+    agent: &str,
+    ttl: Option<Duration>,
+    renew: bool,
+) -> Result {
+    let registry = registry(global)?;
+    if renew {
+        let gap = registry.show(id)?;
+        if gap.claimed_by.as_deref() != Some(agent) {
+            return Err(exit::conflict(format!(
+                "{agent} holds no claim on {id} to renew (claimed by {}); claim it first",
+                gap.claimed_by.as_deref().unwrap_or("nobody")
+            )));
+        }
+    }
+    let gap = registry.claim(id, agent, ttl)?;
     show_gap(out, &gap, &format!("{agent} claimed"))
+}
+
+/// `gapreg claim --next --agent A [--loop L]`: the most severe ready gap, claimed; its id
+/// printed. Exit 4 when nothing is ready.
+pub fn claim_next(
+    global: &Global,
+    out: Output,
+    agent: &str,
+    ttl: Option<Duration>,
+    parent_loop: Option<&str>,
+) -> Result {
+    match registry(global)?.claim_next(agent, ttl, parent_loop)? {
+        Some(gap) => Ok(out.answer(&json!({ "id": gap.id, "rev": gap.rev }), |w| {
+            writeln!(w, "{}", escape(&gap.id))
+        })?),
+        None => Err(exit::not_found(match parent_loop {
+            Some(l) => format!("nothing in loop {l} is ready to claim"),
+            None => "nothing is ready to claim".to_owned(),
+        })),
+    }
 }
 
 /// `gapreg unclaim ID --agent A`.

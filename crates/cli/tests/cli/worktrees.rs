@@ -178,3 +178,74 @@ fn tracked_counters_are_migrated_never_lowered() {
 fn shared(repo: &Path) -> PathBuf {
     repo.join(".git/gapreg")
 }
+
+/// A claim taken in one worktree is seen at once in another: `ready` leaves the gap out and
+/// a second claim is refused naming the holder; released, it is free again.
+#[test]
+fn a_claim_in_one_worktree_is_seen_in_another() {
+    let (tmp, main) = origin(1);
+    let wt = tmp.path().join("wt");
+    git(
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "b",
+            wt.to_str().expect("utf-8"),
+        ],
+    );
+    run_in(&main, &["claim", "GAP-OP-1", "--agent", "A"], None).ok();
+    let ready = run_in(&wt, &["--json", "ready"], None).json();
+    assert_eq!(ready.as_array().map(Vec::len), Some(0), "{ready}");
+    run_in(&wt, &["claim", "GAP-OP-1", "--agent", "B"], None).fails(5, &["A"]);
+    run_in(&wt, &["claim", "--next", "--agent", "B"], None).fails(4, &["nothing"]);
+    run_in(&main, &["unclaim", "GAP-OP-1", "--agent", "A"], None).ok();
+    assert_eq!(
+        run_in(&wt, &["claim", "--next", "--agent", "B"], None)
+            .ok()
+            .trim(),
+        "GAP-OP-1"
+    );
+}
+
+/// `claim --next` from 32 processes over 20 ready gaps: 20 distinct winners, 12 told nothing
+/// is ready (exit 4), and every gap claimed once.
+#[test]
+fn claim_next_from_32_processes_over_20_gaps() {
+    let (_tmp, main) = origin(20);
+    let runs: Vec<(i32, String)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|p| {
+                let main = main.clone();
+                s.spawn(move || {
+                    let agent = format!("A{p}");
+                    let r = run_in(&main, &["claim", "--next", "--agent", &agent], None);
+                    (r.code(), r.stdout())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let won: Vec<&str> = runs
+        .iter()
+        .filter(|(c, _)| *c == 0)
+        .map(|(_, out)| out.trim())
+        .collect();
+    let nothing = runs.iter().filter(|(c, _)| *c == 4).count();
+    assert_eq!(won.len(), 20, "{runs:?}");
+    assert_eq!(nothing, 12, "{runs:?}");
+    assert_eq!(won.iter().collect::<BTreeSet<_>>().len(), 20, "{won:?}");
+    let listed = run_in(&main, &["--json", "list"], None).json();
+    let claimed: BTreeSet<String> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|g| g["claimed_by"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(claimed.len(), 20, "{listed}");
+}

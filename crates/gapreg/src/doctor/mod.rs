@@ -12,8 +12,8 @@ use atomic_file::dir::{Dir, FileKind};
 use crate::error::Result;
 use crate::index;
 use crate::layout::{
-    GAPS, GITIGNORE_FILE, IDS, INDEX, KEYS, LEASES, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES, PENDING,
-    STAGING,
+    CLAIMS, GAPS, GITIGNORE_FILE, IDS, INDEX, KEYS, LEASES, MAX_INDEX_BYTES, MAX_MANIFEST_BYTES,
+    PENDING, STAGING,
 };
 use crate::registry::{Registry, SEQ_PREFIX};
 
@@ -89,7 +89,7 @@ impl Registry {
         // Shared coordination lives under the common git directory; whatever sits at its old
         // places inside the registry is never read — stale, or planted: reported, not used.
         if self.files.layout.shared() {
-            for name in [IDS, LEASES, KEYS] {
+            for name in [IDS, LEASES, CLAIMS, KEYS] {
                 let misplaced: Vec<String> = match root.kind(name)? {
                     None => Vec::new(),
                     Some(FileKind::Dir) => match root.open_dir(name) {

@@ -180,7 +180,11 @@ impl Registry {
         }
         Ok(Registry {
             files,
-            coord: FileCoordination { ids, layout },
+            coord: FileCoordination {
+                ids,
+                layout,
+                claims: std::sync::Arc::default(),
+            },
             config,
             notices,
         })
@@ -464,6 +468,31 @@ impl Registry {
     /// [`ErrorKind::Invalid`] for a complete or out-of-scope gap.
     pub fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap> {
         self.engine().claim(id, agent, ttl)
+    }
+
+    /// Claims the most severe ready gap (of loop `parent_loop`, if given) for `agent`, so
+    /// agents stop racing `ready` against `claim`: the ready gaps are tried in order until
+    /// one claim wins. `None` when nothing is ready.
+    ///
+    /// ```
+    /// use gapreg::{Config, GapSpec, Registry, Severity};
+    /// let repo = tempfile::tempdir()?;
+    /// let reg = Registry::init(repo.path(), Config::default())?;
+    /// reg.file(GapSpec::new("minor", Severity::Low))?;
+    /// reg.file(GapSpec::new("urgent", Severity::Critical))?;
+    /// let gap = reg.claim_next("CC-1", None, None)?.expect("a ready gap");
+    /// assert_eq!(gap.title, "urgent");
+    /// assert_eq!(reg.claim_next("CC-2", None, None)?.expect("the other").title, "minor");
+    /// assert!(reg.claim_next("CC-3", None, None)?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn claim_next(
+        &self,
+        agent: &str,
+        ttl: Option<Duration>,
+        parent_loop: Option<&str>,
+    ) -> Result<Option<Gap>> {
+        self.engine().claim_next(agent, ttl, parent_loop)
     }
 
     /// Releases `agent`'s claim and restores the status from before the claim (if the gap is

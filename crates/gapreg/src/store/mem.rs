@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use idreserve::Id;
 
-use super::{Clock, Coordination, Documents, KeyRecord};
+use super::{Claim, Clock, Coordination, Documents, KeyRecord, claimed_by};
 use crate::Checked;
 use crate::error::{Error, ErrorKind, Result};
 use crate::loops::{self, Loop};
@@ -126,6 +126,7 @@ pub struct MemCoordination {
     /// The next number of each prefix.
     next: Mutex<HashMap<String, u64>>,
     keys: Mutex<HashMap<String, KeyRecord>>,
+    claims: Mutex<BTreeMap<String, Claim>>,
 }
 
 impl MemCoordination {
@@ -175,6 +176,45 @@ impl Coordination for MemCoordination {
 
     fn key_location(&self, key: &str) -> PathBuf {
         PathBuf::from(format!("memory:keys/{key}"))
+    }
+
+    fn take_claim(
+        &self,
+        id: &str,
+        agent: &str,
+        expires: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut claims = lock(&self.claims);
+        if let Some(held) = claims.get(id) {
+            if held.agent != agent && held.expires_at.is_none_or(|e| now < e) {
+                return Err(claimed_by(id, held));
+            }
+        }
+        claims.insert(
+            id.to_owned(),
+            Claim {
+                agent: agent.to_owned(),
+                expires_at: expires,
+            },
+        );
+        Ok(())
+    }
+
+    fn release_claim(&self, id: &str, agent: &str) -> Result<()> {
+        let mut claims = lock(&self.claims);
+        if claims.get(id).is_some_and(|c| c.agent == agent) {
+            claims.remove(id);
+        }
+        Ok(())
+    }
+
+    fn live_claims(&self, now: Timestamp) -> Result<BTreeMap<String, Claim>> {
+        Ok(lock(&self.claims)
+            .iter()
+            .filter(|(_, c)| c.expires_at.is_none_or(|e| now < e))
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect())
     }
 }
 

@@ -33,6 +33,8 @@ use serde::{Deserialize, Serialize};
 
 pub use mem::{ManualClock, MemCoordination, MemDocuments};
 
+use crate::error::ConflictDetail;
+
 use crate::Checked;
 use crate::error::{Error, Result};
 use crate::loops::Loop;
@@ -111,6 +113,38 @@ pub trait Coordination {
 
     /// Where key `key`'s record is, for messages.
     fn key_location(&self, key: &str) -> PathBuf;
+
+    /// Takes the claim on gap `id` for `agent` until `expires` (`None`: until released), or
+    /// renews it when `agent` holds it already, judged at `now`. The claim is coordination
+    /// state: one taken in one worktree (or, with a shared server, on one machine) is seen by
+    /// every other at once.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Conflict`] ([`crate::ConflictDetail::ClaimedBy`]) naming the
+    /// holder while another agent's claim is live.
+    fn take_claim(
+        &self,
+        id: &str,
+        agent: &str,
+        expires: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Releases `agent`'s claim on gap `id`, if it holds one.
+    fn release_claim(&self, id: &str, agent: &str) -> Result<()>;
+
+    /// Every live claim at `now`: gap id → (agent, expiry).
+    fn live_claims(&self, now: Timestamp) -> Result<BTreeMap<String, Claim>>;
+}
+
+/// A live claim in the coordination store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Who holds it.
+    pub agent: String,
+    /// When it lapses; `None`: when released.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// The time, for claims' expiry and documents' timestamps.
@@ -127,6 +161,17 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
+}
+
+/// The conflict of a claim another agent holds.
+pub(crate) fn claimed_by(id: &str, holder: &Claim) -> Error {
+    Error::conflict(
+        id,
+        ConflictDetail::ClaimedBy {
+            agent: holder.agent.clone(),
+            expires_at: holder.expires_at,
+        },
+    )
 }
 
 /// What an idempotency key filed: a checksum of the request (so a key reused for another

@@ -41,6 +41,7 @@ fn init_open_discover() {
         "registry.lock.queue/",
         "ids/",
         "leases/",
+        "claims/",
         ".leases.init-*/",
         ".*.atomic-tmp",
         "staging/",

@@ -89,8 +89,11 @@ impl<'a, D: Documents, C: Coordination, K: Clock> Engine<'a, D, C, K> {
             gaps.iter().map(|g| (g.id.as_str(), g.status)).collect();
         let lookup = |id: &str| status.get(id).copied();
         let now = self.clock.now();
+        // Claims are shared: one taken in another worktree is in no document here.
+        let claimed = self.coord.live_claims(now)?;
         let mut ready: Vec<GapSummary> = gaps
             .iter()
+            .filter(|g| !claimed.contains_key(&g.id))
             .filter(|g| graph::blockers(&view(g), now, &lookup, &loops.value).is_empty())
             .cloned()
             .collect();

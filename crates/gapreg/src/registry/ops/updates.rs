@@ -48,43 +48,85 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                  until it is released",
             ));
         }
-        self.update(id, |gap, now| {
-            if gap.status.is_closed() {
-                // Most often a lost race: another agent finished it between `ready` and
-                // `claim`. A conflict, so the caller moves on to the next ready gap.
+        rules::check_gap_id(id)?;
+        let _guard = self.docs.lock()?;
+        let mut gap = self.docs.read_gap(id)?;
+        let before = gap.clone();
+        let now = self.clock.now();
+        if gap.status.is_closed() {
+            // Most often a lost race: another agent finished it between `ready` and `claim`.
+            // A conflict, so the caller moves on to the next ready gap.
+            return Err(Error::conflict(
+                id,
+                ConflictDetail::Closed { status: gap.status },
+            ));
+        }
+        // The document's record of a live claim by another agent refuses (a claim from
+        // before claims were shared, or this worktree's own); the shared store decides the
+        // rest — a claim taken in another worktree is not in this document.
+        if let Some(holder) = gap.claimed_at_time(now) {
+            if holder != agent {
                 return Err(Error::conflict(
-                    id,
-                    ConflictDetail::Closed { status: gap.status },
-                ));
-            }
-            match gap.claimed_at_time(now) {
-                Some(holder) if holder != agent => Err(Error::conflict(
                     id,
                     ConflictDetail::ClaimedBy {
                         agent: holder.to_owned(),
                         expires_at: gap.claim_expires_at,
                     },
-                )),
-                Some(_) => match ttl {
-                    Some(ttl) => {
-                        gap.claim_expires_at = Some(rules::claim_expiry(now, ttl));
-                        Ok(true)
-                    }
-                    None => Ok(false),
-                },
-                None => {
-                    let takeover = gap.claimed_by.is_some() && gap.status == Status::InProgress;
-                    if !takeover {
-                        gap.status_before_claim = Some(gap.status);
-                    }
-                    gap.claimed_by = Some(agent.to_owned());
-                    gap.claimed_at = Some(now);
-                    gap.claim_expires_at = ttl.map(|t| rules::claim_expiry(now, t));
-                    gap.status = Status::InProgress;
-                    Ok(true)
-                }
+                ));
             }
-        })
+        }
+        let expires = ttl.map(|t| rules::claim_expiry(now, t));
+        let renewal = gap.claimed_at_time(now) == Some(agent);
+        self.coord.take_claim(id, agent, expires, now)?;
+        if renewal {
+            if ttl.is_none() {
+                return Ok(gap);
+            }
+            gap.claim_expires_at = expires;
+        } else {
+            let takeover = gap.claimed_by.is_some() && gap.status == Status::InProgress;
+            if !takeover {
+                gap.status_before_claim = Some(gap.status);
+            }
+            gap.claimed_by = Some(agent.to_owned());
+            gap.claimed_at = Some(now);
+            gap.claim_expires_at = expires;
+            gap.status = Status::InProgress;
+        }
+        gap.rev += 1;
+        gap.updated_at = now;
+        if let Err(e) = self.docs.write_gap(&gap, Some(&before)) {
+            if !renewal {
+                // Nothing changed visibly: the claim goes too.
+                let _ = self.coord.release_claim(id, agent);
+            }
+            return Err(e);
+        }
+        Ok(gap)
+    }
+
+    /// Claims the most severe ready gap (of loop `parent_loop`, if given) for `agent`: tries
+    /// the ready gaps in order until one claim wins. `None` when nothing is ready (or every
+    /// ready gap was taken meanwhile by others).
+    pub fn claim_next(
+        &self,
+        agent: &str,
+        ttl: Option<Duration>,
+        parent_loop: Option<&str>,
+    ) -> Result<Option<Gap>> {
+        check_agent(agent)?;
+        let ready = self.ready()?.value;
+        for g in ready
+            .iter()
+            .filter(|g| parent_loop.is_none_or(|l| g.parent_loop.as_deref() == Some(l)))
+        {
+            match self.claim(&g.id, agent, ttl) {
+                Ok(gap) => return Ok(Some(gap)),
+                Err(e) if e.is_lost_race() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     /// Releases `agent`'s claim: see [`crate::Registry::unclaim`].
@@ -100,6 +142,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 },
             )),
             Some(_) => {
+                self.coord.release_claim(id, agent)?;
                 gap.claimed_by = None;
                 gap.claimed_at = None;
                 gap.claim_expires_at = None;
