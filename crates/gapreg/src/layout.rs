@@ -1,27 +1,37 @@
-//! Every file and directory under `.gapreg/`, and how each is reached: the one place gapreg
+//! Every file and directory of a registry, and how each is reached: the one place gapreg
 //! names them. Names that belong to a lower crate come from that crate's exports
 //! ([`idreserve::FILES`], [`leaselock::lease`]'s and [`leaselock::mutex`]'s
 //! constants, [`atomic_file::TEMP_SUFFIX`]), so no crate spells another's files.
 //!
+//! Two kinds of state, kept apart. **Documents** live in `.gapreg/` and are tracked by git:
+//! they travel by merge. **Coordination state** is never tracked: inside a git work tree it
+//! lives under the clone's common git directory, in `<git common dir>/gapreg/` (`.git/gapreg/`
+//! for the main worktree, found by reading `.git` files, see [`crate::gitdir`]), so every
+//! worktree of the clone shares one set of counters, claims, leases and idempotency records;
+//! outside git it stays in `.gapreg/` (git-ignored there). The index is a cache of one
+//! worktree's documents and stays with them.
+//!
 //! | path | owner | kind | tracked by git | why |
 //! |------|-------|------|----------------|-----|
-//! | `config.yaml` | gapreg ([`crate::Config`]) | document | yes | the registry's settings travel with the repository |
-//! | `gaps/<ID>.yaml` | gapreg ([`crate::store::Documents`]) | document | yes | one file per gap, merged by git |
+//! | `.gapreg/config.yaml` | gapreg ([`crate::Config`]) | document | yes | the registry's settings travel with the repository |
+//! | `.gapreg/gaps/<ID>.yaml` | gapreg ([`crate::store::Documents`]) | document | yes | one file per gap, merged field by field by the driver ([`crate::merge`]) |
 //! | `<loops_dir>/<LOOP-ID>.md` | gapreg ([`crate::loops`]) | document | yes | loop scopes, written by people |
-//! | `.gitignore` | gapreg (`gitignore()` below) | document | yes | keeps the untracked files below out of commits |
-//! | `ids/` | idreserve ([`idreserve::Store`]) | coordination | its `config.yaml` and `counters.log` (today) | id counters and the registry order (`SEQ`) |
-//! | `ids/counters.lock`, `ids/counters.lock.queue/` | idreserve, via leaselock's mutex | coordination | no | the id store's own lock and its FIFO queue |
-//! | `keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
-//! | `registry.lock`, `registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | coordination | no | the mutex every change holds, and its FIFO queue |
-//! | `leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
-//! | `claims/` | leaselock (a lease store of its own) | coordination | no | one exclusive lease per claimed gap, on the path named by its id: the claim every worktree sees |
-//! | `.leases.init-<pid>-<n>/` | leaselock | coordination, in flight | no | `leases/` while it is first created (left only by a creator killed then) |
-//! | `index.log` | gapreg ([`crate::index`]) | cache of this worktree's documents | no | checksummed gap summaries, rebuilt from `gaps/` whenever they disagree |
-//! | `staging/`, `batch.pending` | gapreg (batches) | in-flight documents | no | a batch's files before and while it is committed |
-//! | `.*.atomic-tmp` anywhere | atomic-file | in-flight | no | a replacement being written; removed by `recover` once its writer is gone |
+//! | `.gapreg/.gitignore` | gapreg (`gitignore()` below) | document | yes | keeps every untracked file of the registry out of commits |
+//! | `.gapreg/index.log` | gapreg ([`crate::index`]) | cache of this worktree's documents | no | checksummed gap summaries, rebuilt from `gaps/` whenever they disagree |
+//! | `.gapreg/registry.lock`, `.gapreg/registry.lock.queue/` | leaselock ([`leaselock::mutex::FileMutex`]) | this worktree's mutex | no | the mutex every change of this worktree's documents holds, and its FIFO queue |
+//! | `.gapreg/staging/`, `.gapreg/batch.pending` | gapreg (batches) | in-flight documents | no | a batch's files before and while it is committed |
+//! | `C/ids/` | idreserve ([`idreserve::Store`]) | coordination | no | id counters and the registry order (`SEQ`); with its own lock and queue |
+//! | `C/ids.created`, `C/init.lock`, `C/.ids.init/` | gapreg (`registry/shared.rs`) | coordination | no | the shared store's first creation: made under the mutex, raised from the documents, moved into place |
+//! | `C/keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
+//! | `C/claims/` | leaselock (a lease store of its own) | coordination | no | one exclusive lease per claimed gap, on the path named by its id: the claim every worktree sees |
+//! | `C/leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
+//! | `C/.leases.init-<pid>-<n>/` | leaselock | coordination, in flight | no | `leases/` while it is first created (left only by a creator killed then) |
+//! | `.*.atomic-tmp` anywhere | atomic-file | in flight | no | a replacement being written; removed by `recover` once its writer is gone |
 //!
-//! Documents travel by merge; coordination state is shared by every writer and never
-//! tracked; the index belongs to the worktree whose documents it caches.
+//! `C` is `<git common dir>/gapreg` inside git, `.gapreg` outside it. A registry whose
+//! counters are still tracked in `.gapreg/ids` (the layout before this one) is migrated on
+//! first use: counters carried over, never lowered, the tracked files removed with a notice;
+//! `doctor` reports anything left (or planted) at the old places.
 //!
 //! # Hostile repositories
 //!

@@ -49,7 +49,7 @@ fn three_worktrees_share_one_set_of_counters() {
         );
         trees.push(wt);
     }
-    let outs: Vec<(String, String)> = thread::scope(|s| {
+    let outs: Vec<(String, String, String)> = thread::scope(|s| {
         let handles: Vec<_> = trees
             .iter()
             .flat_map(|t| (0..4).map(move |p| (t.clone(), p)))
@@ -57,12 +57,18 @@ fn three_worktrees_share_one_set_of_counters() {
                 s.spawn(move || {
                     let mut filed = String::new();
                     let mut reserved = String::new();
+                    let mut claimed = String::new();
+                    let agent = format!("{}-p{p}", t.display());
                     for k in 0..3 {
                         let title = format!("{} p{p} k{k}", t.display());
                         filed.push_str(&run_in(&t, &["file", "--title", &title], None).ok());
                         reserved.push_str(&run_in(&t, &["ids", "reserve", "SEC"], None).ok());
                     }
-                    (filed, reserved)
+                    let next = run_in(&t, &["claim", "--next", "--agent", &agent], None);
+                    if next.code() == 0 {
+                        claimed = next.stdout();
+                    }
+                    (filed, reserved, claimed)
                 })
             })
             .collect();
@@ -71,8 +77,19 @@ fn three_worktrees_share_one_set_of_counters() {
             .map(|h| h.join().expect("worker"))
             .collect()
     });
-    let filed: Vec<u64> = outs.iter().flat_map(|(f, _)| numbers(f)).collect();
-    let reserved: Vec<u64> = outs.iter().flat_map(|(_, r)| numbers(r)).collect();
+    let filed: Vec<u64> = outs.iter().flat_map(|(f, _, _)| numbers(f)).collect();
+    let reserved: Vec<u64> = outs.iter().flat_map(|(_, r, _)| numbers(r)).collect();
+    let claimed: Vec<&str> = outs
+        .iter()
+        .map(|(_, _, c)| c.trim())
+        .filter(|c| !c.is_empty())
+        .collect();
+    // Each worktree sees its own documents; a claim is shared: no gap claimed twice.
+    assert_eq!(
+        claimed.iter().collect::<BTreeSet<_>>().len(),
+        claimed.len(),
+        "{claimed:?}"
+    );
     assert_eq!(filed.len(), 36);
     assert_eq!(filed.iter().collect::<BTreeSet<_>>().len(), 36, "{filed:?}");
     assert!(
@@ -87,7 +104,23 @@ fn three_worktrees_share_one_set_of_counters() {
     for t in &trees {
         let doctor = run_in(t, &["doctor"], None);
         assert_eq!(doctor.code(), 0, "{}: {}", t.display(), doctor.stdout());
+        git(t, &["add", "-A"]);
+        git(t, &["commit", "-q", "-m", "work"]);
     }
+    // The branches merge into main with no conflict, and main then holds every gap once.
+    run_in(&main, &["git", "setup"], None).ok();
+    git(&main, &["merge", "-q", "--no-edit", "b1", "b2"]);
+    let listed = run_in(&main, &["--json", "list"], None).json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 38, "{ids:?}");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 38);
+    let doctor = run_in(&main, &["doctor"], None);
+    assert_eq!(doctor.code(), 0, "{}", doctor.stdout());
 }
 
 /// A lease taken in one worktree refuses an overlapping one in another.
@@ -200,6 +233,11 @@ fn a_claim_in_one_worktree_is_seen_in_another() {
     let ready = run_in(&wt, &["--json", "ready"], None).json();
     assert_eq!(ready.as_array().map(Vec::len), Some(0), "{ready}");
     run_in(&wt, &["claim", "GAP-OP-1", "--agent", "B"], None).fails(5, &["A"]);
+    // `list` and `show` in the other worktree name the holder too.
+    let listed = run_in(&wt, &["--json", "list"], None).json();
+    assert_eq!(listed[0]["claimed_by"], "A", "{listed}");
+    let shown = run_in(&wt, &["--json", "show", "GAP-OP-1"], None).json();
+    assert_eq!(shown["claimed_by"], "A", "{shown}");
     run_in(&wt, &["claim", "--next", "--agent", "B"], None).fails(4, &["nothing"]);
     run_in(&main, &["unclaim", "GAP-OP-1", "--agent", "A"], None).ok();
     assert_eq!(

@@ -393,7 +393,7 @@ impl Registry {
     /// [`ErrorKind::NotFound`], or [`ErrorKind::Corrupt`] if the file is damaged.
     pub fn show(&self, id: &str) -> Result<Gap> {
         self.files.settle()?;
-        self.files.read_gap(id)
+        self.engine().show(id)
     }
 
     /// Gaps matching `filter`, in registry order, read from the index only. Gap files that

@@ -70,9 +70,32 @@ impl<'a, D: Documents, C: Coordination, K: Clock> Engine<'a, D, C, K> {
         }
     }
 
-    /// Gaps matching `filter`, in registry order, with the documents left out.
+    /// Gaps matching `filter`, in registry order, with the documents left out. A gap's
+    /// claim is the shared one where there is one (taken in another worktree, it is in no
+    /// document here).
     pub fn list(&self, filter: &Filter) -> Result<Checked<Vec<GapSummary>>> {
-        self.docs.summaries(Some(filter))
+        let mut listed = self.docs.summaries(Some(filter))?;
+        let claims = self.coord.live_claims(self.clock.now())?;
+        if !claims.is_empty() {
+            for g in &mut listed.value {
+                if let Some(c) = claims.get(&g.id) {
+                    g.claimed_by = Some(c.agent.clone());
+                    g.claim_expires_at = c.expires_at;
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Gap `id`, its claim the shared one where there is one.
+    pub fn show(&self, id: &str) -> Result<crate::model::Gap> {
+        super::rules::check_gap_id(id)?;
+        let mut gap = self.docs.read_gap(id)?;
+        if let Some(c) = self.coord.live_claims(self.clock.now())?.remove(id) {
+            gap.claimed_by = Some(c.agent);
+            gap.claim_expires_at = c.expires_at;
+        }
+        Ok(gap)
     }
 
     /// The work an idle agent can take now: gaps that are not closed or `blocked`, not under
