@@ -287,3 +287,29 @@ fn claim_next_from_32_processes_over_20_gaps() {
         .collect();
     assert_eq!(claimed.len(), 20, "{listed}");
 }
+
+/// A merge can make what no command allows: a complete gap waiting for a gap another branch
+/// reopened. `doctor` reports it (exit 6), naming both.
+#[test]
+fn a_merge_that_leaves_a_complete_gap_waiting_is_reported() {
+    let (_tmp, main) = origin(2);
+    run_in(&main, &["dep", "add", "GAP-OP-1", "--on", "GAP-OP-2"], None).ok();
+    run_in(&main, &["status", "GAP-OP-2", "complete"], None).ok();
+    git(&main, &["add", "-A"]);
+    git(&main, &["commit", "-q", "-m", "deps"]);
+    git(&main, &["checkout", "-q", "-b", "a"]);
+    run_in(&main, &["status", "GAP-OP-1", "complete"], None).ok();
+    git(&main, &["commit", "-q", "-am", "a"]);
+    git(&main, &["checkout", "-q", "-b", "b", "HEAD~1"]);
+    run_in(&main, &["status", "GAP-OP-2", "open"], None).ok();
+    git(&main, &["commit", "-q", "-am", "b"]);
+    git(&main, &["merge", "-q", "--no-edit", "a"]);
+    let doctor = run_in(&main, &["doctor"], None);
+    assert_eq!(doctor.code(), 6, "{}", doctor.stdout());
+    let said = doctor.stdout();
+    assert!(
+        said.contains("GAP-OP-1") && said.contains("GAP-OP-2"),
+        "{said}"
+    );
+    assert!(said.contains("complete"), "{said}");
+}

@@ -323,6 +323,30 @@ impl Registry {
                 }
             }
         }
+        // A complete gap waiting for something unfinished: a state no command makes, but a
+        // merge can (one branch completes a gap, the other reopens its dependency).
+        let loop_by_id: BTreeMap<String, crate::loops::Loop> =
+            loops.iter().map(|l| (l.id.clone(), l.clone())).collect();
+        let status_of = |x: &str| gap_ids.get(x).map(|g| g.status);
+        for (_, g) in gaps
+            .iter()
+            .filter(|(_, g)| g.status == crate::model::Status::Complete)
+        {
+            for d in &g.depends_on {
+                match crate::graph::unfinished_dep(d, &status_of, &loop_by_id) {
+                    None | Some(crate::model::Blocker::Missing { .. }) => {}
+                    Some(why) => report.add(
+                        FindingKind::UnfinishedDependency,
+                        g.id.clone(),
+                        format!(
+                            "it is complete but {why}; complete that first, or reopen {} \
+                             (`gapreg status {} open`)",
+                            g.id, g.id
+                        ),
+                    ),
+                }
+            }
+        }
         for l in &loops {
             for d in &l.depends_on {
                 if !loop_map.contains_key(d) {

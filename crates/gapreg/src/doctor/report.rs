@@ -24,6 +24,9 @@ pub enum FindingKind {
     DanglingReference,
     /// A dependency cycle among gaps and loops. Not repaired.
     Cycle,
+    /// A complete gap depends on a gap or loop that is not complete (after a merge). Not
+    /// repaired.
+    UnfinishedDependency,
     /// Two gaps hold the same registry position (`seq`), as after merging branches that both
     /// filed gaps. Not repaired.
     DuplicatePosition,

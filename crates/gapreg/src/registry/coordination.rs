@@ -120,6 +120,11 @@ impl Coordination for FileCoordination {
         Ok(self.ids.reserve(prefix, n)?.first())
     }
 
+    fn raise(&self, prefix: &str, at_least: u64) -> Result<()> {
+        self.ids.raise(prefix, at_least)?;
+        Ok(())
+    }
+
     fn validate(&self, id: &str) -> Result<()> {
         self.ids.validate(id)?;
         Ok(())

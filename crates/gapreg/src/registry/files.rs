@@ -251,6 +251,25 @@ impl Documents for Files {
         Ok(Checked { value, damaged })
     }
 
+    fn highest_numbers(&self) -> Result<BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        let Some(dir) = self.gaps_dir(false)? else {
+            return Ok(out);
+        };
+        for entry in dir.entries()? {
+            let id = entry
+                .name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .and_then(|stem| stem.parse::<Id>().ok());
+            if let Some(id) = id {
+                let h = out.entry(id.prefix().to_owned()).or_default();
+                *h = (*h).max(id.number());
+            }
+        }
+        Ok(out)
+    }
+
     fn loops(&self) -> Result<Checked<BTreeMap<String, Loop>>> {
         let (value, damaged) = self.load_loops_checked()?;
         Ok(Checked { value, damaged })

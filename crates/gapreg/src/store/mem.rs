@@ -103,6 +103,17 @@ impl Documents for MemDocuments {
         })
     }
 
+    fn highest_numbers(&self) -> Result<BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for id in lock(&self.gaps).keys() {
+            if let Ok(id) = id.parse::<Id>() {
+                let h = out.entry(id.prefix().to_owned()).or_default();
+                *h = (*h).max(id.number());
+            }
+        }
+        Ok(out)
+    }
+
     fn loops(&self) -> Result<Checked<BTreeMap<String, Loop>>> {
         Ok(Checked {
             value: lock(&self.loops).clone(),
@@ -149,6 +160,13 @@ impl Coordination for MemCoordination {
         })?;
         next.insert(prefix.to_owned(), end);
         Ok(first)
+    }
+
+    fn raise(&self, prefix: &str, at_least: u64) -> Result<()> {
+        let mut next = lock(&self.next);
+        let n = next.entry(prefix.to_owned()).or_insert(1);
+        *n = (*n).max(at_least.saturating_add(1));
+        Ok(())
     }
 
     fn validate(&self, id: &str) -> Result<()> {

@@ -84,6 +84,10 @@ pub trait Documents {
     /// the documents that could not be read.
     fn summaries(&self, filter: Option<&Filter>) -> Result<Checked<Vec<GapSummary>>>;
 
+    /// The highest number of every id prefix among the gap documents (a readdir of names,
+    /// no parsing): what the counters must stand above.
+    fn highest_numbers(&self) -> Result<BTreeMap<String, u64>>;
+
     /// Every loop by id, with the loop documents that could not be read.
     fn loops(&self) -> Result<Checked<BTreeMap<String, Loop>>>;
 
@@ -101,6 +105,9 @@ pub trait Coordination {
     /// Reserves `n` consecutive numbers of `prefix` and returns the first. Durable before it
     /// returns; never hands a number out twice.
     fn reserve(&self, prefix: &str, n: u64) -> Result<u64>;
+
+    /// Raises `prefix`'s counter so that the next number is above `at_least` (never lowers).
+    fn raise(&self, prefix: &str, at_least: u64) -> Result<()>;
 
     /// `Ok` if `id` (`PREFIX-N`) was handed out by this store; an error naming it otherwise.
     fn validate(&self, id: &str) -> Result<()>;

@@ -873,3 +873,32 @@ fn brackets_in_text_are_not_nesting() {
     assert_eq!(back.description, format!("]]]]\n{deep}\n"));
     assert_eq!(reg.list(&Filter::default()).expect("list").len(), 1);
 }
+
+/// A merge brings in a gap another clone filed at the id this counter gives next: filing
+/// raises the counter above the documents (never lowers it) and files at the next free id,
+/// instead of refusing.
+#[test]
+fn a_counter_behind_merged_documents_is_raised_when_filing() {
+    let (_dir, reg) = scratch();
+    reg.file(GapSpec::new("one", Severity::Low)).expect("file");
+    let text = std::fs::read_to_string(reg.gap_path("GAP-OP-1")).expect("read");
+    let merged = text
+        .replace("id: GAP-OP-1\n", "id: GAP-OP-2\n")
+        .replace("seq: 1\n", "seq: 90\n");
+    std::fs::write(reg.gap_path("GAP-OP-2"), merged).expect("merged gap");
+    let gap = reg
+        .file(GapSpec::new("after the merge", Severity::Low))
+        .expect("file");
+    assert_eq!(gap.id, "GAP-OP-3");
+    let batch = reg
+        .file_batch(vec![
+            GapSpec::new("a", Severity::Low),
+            GapSpec::new("b", Severity::Low),
+        ])
+        .expect("batch");
+    assert_eq!(
+        (batch[0].id.as_str(), batch[1].id.as_str()),
+        ("GAP-OP-4", "GAP-OP-5")
+    );
+    assert_eq!(reg.list(&Filter::default()).expect("list").len(), 5);
+}

@@ -82,12 +82,33 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
         // Everything that can refuse the batch is checked before an id is reserved, so a
         // refusal moves no counter: the store's own preparation, and the documents of the
         // ids the counters will give next.
-        let mut next = Vec::new();
-        if reuse.is_none() {
+        let next_ids = |this: &Self| -> Result<Vec<String>> {
+            let mut next = Vec::new();
             for (prefix, n) in &wanted {
-                let first = self.coord.peek(prefix)?;
+                let first = this.coord.peek(prefix)?;
                 next.extend((0..*n).map(|k| format!("{prefix}-{}", first.saturating_add(k))));
             }
+            Ok(next)
+        };
+        let mut next = if reuse.is_none() {
+            next_ids(self)?
+        } else {
+            Vec::new()
+        };
+        // A counter behind the documents (a merge brought in gaps another clone filed):
+        // raised to the highest id the tree holds, never lowered, before anything is taken.
+        let mut behind = false;
+        for id in &next {
+            behind |= self.docs.gap_exists(id)?;
+        }
+        if behind {
+            let highest = self.docs.highest_numbers()?;
+            for (prefix, _) in &wanted {
+                if let Some(h) = highest.get(prefix) {
+                    self.coord.raise(prefix, *h)?;
+                }
+            }
+            next = next_ids(self)?;
         }
         self.docs.prepare(specs.len(), &next)?;
         for id in &next {
