@@ -2,6 +2,7 @@
 //! exit codes and messages, over temporary directories.
 
 mod attack;
+mod attack11;
 mod attack13;
 mod attack2;
 mod faults;

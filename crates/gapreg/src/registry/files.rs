@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use atomic_file::dir::Dir;
+use atomic_file::dir::{Dir, FileKind};
 use idreserve::Id;
 use leaselock::mutex::{FileMutex, MutexGuard};
 
@@ -256,7 +256,13 @@ impl Documents for Files {
         let Some(dir) = self.gaps_dir(false)? else {
             return Ok(out);
         };
-        for entry in dir.entries()? {
+        // Regular files only: a link or a directory under a gap's name is no gap (it is
+        // refused wherever it is read); a damaged file still holds its id.
+        for entry in dir
+            .entries()?
+            .into_iter()
+            .filter(|e| e.kind == FileKind::File)
+        {
             let id = entry
                 .name
                 .to_str()

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use atomic_file::dir::Dir;
-use idreserve::{Id, Store};
+use idreserve::Store;
 use leaselock::mutex::FileMutex;
 
 use crate::error::{Error, Result};
@@ -41,24 +41,36 @@ pub(crate) fn open_ids(files: &Files, timeout: Duration) -> Result<(Store, Vec<S
     let coord = layout
         .coordination(true)?
         .ok_or_else(|| Error::invalid("coordination directory", "cannot be created"))?;
-    let tracked = tracked_counters(layout)?;
     let mut notices = Vec::new();
+    // Fast path: the shared store is there and nothing is left to migrate.
+    let tracked_left = match layout.root()?.open_dir(IDS)? {
+        Some(dir) => dir.file_exists(idreserve::LOG_FILE)?,
+        None => false,
+    };
+    if !tracked_left {
+        match Store::open_at(&coord, IDS) {
+            Ok(store) => return Ok((store.with_lock_timeout(timeout), notices)),
+            Err(e) if e.is_not_found() => {
+                if existed && coord.file_exists(CREATED)? {
+                    // An earlier first use made the store: its counters are gone.
+                    return Err(missing(layout));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // First use, or a migration: one process at a time, each looking again under the mutex
+    // (another may have just done it).
+    let mutex = FileMutex::in_dir(&coord, INIT_LOCK);
+    let _guard = mutex.lock_for(timeout)?;
+    let tracked = tracked_counters(layout)?;
     let store = match Store::open_at(&coord, IDS) {
         Ok(store) => store.with_lock_timeout(timeout),
         Err(e) if e.is_not_found() => {
-            if existed && coord.file_exists(CREATED)? {
-                // An earlier first use made the store: its counters are gone.
+            if coord.file_exists(CREATED)? {
                 return Err(missing(layout));
             }
-            let mutex = FileMutex::in_dir(&coord, INIT_LOCK);
-            let _guard = mutex.lock_for(timeout)?;
-            match Store::open_at(&coord, IDS) {
-                Ok(store) => store.with_lock_timeout(timeout),
-                Err(e) if e.is_not_found() => {
-                    create(files, &coord, tracked.as_ref(), timeout)?.with_lock_timeout(timeout)
-                }
-                Err(e) => return Err(e.into()),
-            }
+            create(files, &coord, tracked.as_ref(), timeout)?.with_lock_timeout(timeout)
         }
         Err(e) => return Err(e.into()),
     };
@@ -66,13 +78,15 @@ pub(crate) fn open_ids(files: &Files, timeout: Duration) -> Result<(Store, Vec<S
         for (prefix, last) in &counters {
             store.raise(prefix, *last)?;
         }
+        drop(old);
         let root = layout.root()?;
         if let Some(dir) = root.open_dir(IDS)? {
-            for name in [idreserve::CONFIG_FILE, idreserve::LOG_FILE] {
+            // The log first: a store left with its config alone is not taken for one to
+            // migrate.
+            for name in [idreserve::LOG_FILE, idreserve::CONFIG_FILE] {
                 dir.remove_file(name)?;
             }
         }
-        drop(old);
         notices.push(format!(
             "moved the id counters from {} (tracked by git) to {}, shared by every worktree \
              of this clone; commit the removal of .gapreg/ids",
@@ -170,16 +184,13 @@ fn remove_tree(dir: &Dir, depth: usize) -> Result<()> {
     Ok(())
 }
 
-/// The highest number of every id prefix among the gap files, and the highest registry
-/// position (`SEQ`).
+/// The highest number of every id prefix among the gap files — by name, so a damaged file
+/// still holds its id — and the highest registry position (`SEQ`) of the readable ones.
 fn highest_in_documents(files: &Files) -> Result<BTreeMap<String, u64>> {
-    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    use crate::store::Documents;
+    let mut highest = files.highest_numbers()?;
     let (gaps, _) = files.scan_gap_files()?;
-    for (stem, gap) in &gaps {
-        if let Ok(id) = stem.parse::<Id>() {
-            let h = highest.entry(id.prefix().to_owned()).or_default();
-            *h = (*h).max(id.number());
-        }
+    for (_, gap) in &gaps {
         let s = highest.entry(SEQ_PREFIX.to_owned()).or_default();
         *s = (*s).max(gap.seq);
     }

@@ -132,7 +132,21 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     /// Releases `agent`'s claim: see [`crate::Registry::unclaim`].
     pub fn unclaim(&self, id: &str, agent: &str) -> Result<Gap> {
         check_agent(agent)?;
-        self.update(id, |gap, _| match gap.claimed_by.as_deref() {
+        self.update(id, |gap, now| {
+            // The shared claim first: taken in another worktree, it is in no document here.
+            if let Some(shared) = self.coord.live_claims(now)?.remove(id) {
+                if shared.agent != agent {
+                    return Err(crate::store::claimed_by(id, &shared));
+                }
+                self.coord.release_claim(id, agent)?;
+            }
+            self.unclaim_document(id, agent, gap)
+        })
+    }
+
+    /// Releases `agent`'s claim as the document records it.
+    fn unclaim_document(&self, id: &str, agent: &str, gap: &mut Gap) -> Result<bool> {
+        match gap.claimed_by.as_deref() {
             None => Ok(false),
             Some(holder) if holder != agent => Err(Error::conflict(
                 id,
@@ -152,7 +166,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 gap.status_before_claim = None;
                 Ok(true)
             }
-        })
+        }
     }
 
     /// Sets gap `id`'s status: see [`crate::Registry::set_status`].
@@ -185,6 +199,12 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
             }
             if gap.status == Status::InProgress || status.is_closed() {
                 gap.status_before_claim = None;
+            }
+            if status.is_closed() {
+                // A finished gap holds no one's claim: let the shared one go with it.
+                if let Some(holder) = gap.claimed_by.as_deref() {
+                    self.coord.release_claim(id, holder)?;
+                }
             }
             gap.status = status;
             Ok(true)
