@@ -5,20 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use crate::util::{git, run_in};
-
-fn origin(gaps: usize) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let main = tmp.path().join("main");
-    std::fs::create_dir(&main).expect("mkdir");
-    git(&main, &["init", "-q"]);
-    run_in(&main, &["init"], None).ok();
-    for i in 0..gaps {
-        run_in(&main, &["file", "--title", &format!("seed {i}")], None).ok();
-    }
-    git(&main, &["add", "-A"]);
-    git(&main, &["commit", "-q", "-m", "registry"]);
-    (tmp, main)
-}
+use crate::worktrees::origin;
 
 fn worktree(main: &Path, at: &Path, branch: &str) {
     git(

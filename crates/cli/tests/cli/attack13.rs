@@ -4,44 +4,9 @@
 //! Each test states the promise it checks; a failing test is a bug found.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::util::{Repo, Run, bin};
-
-/// Whether strace can trace here (installed, ptrace allowed).
-fn strace_works() -> bool {
-    let works = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !works {
-        eprintln!("skipped: strace is not installed or cannot trace here");
-    }
-    works
-}
-
-/// `strace -f -qq -o /dev/null -e trace=CALL -e inject=CALL:INJECT -- gapreg ARGS` in `dir`.
-fn traced(dir: &Path, call: &str, inject: &str, args: &[&str]) -> Run {
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null"])
-        .arg(format!("-etrace={call}"))
-        .arg(format!("-einject={call}:{inject}"))
-        .arg("--")
-        .arg(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GAPREG_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run strace");
-    Run(out)
-}
+use crate::util::{Repo, strace_works, traced};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -142,7 +142,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Repo, Run, bin};
+use crate::util::{Repo, Run, bin, strace_works};
 
 /// The system calls faulted, each on its own.
 const CLASSES: &[&str] = &[
@@ -164,21 +164,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Parallel faulted runs per matrix (the test harness runs the matrices in parallel too).
 const WORKERS: usize = 2;
-
-/// Whether strace can trace here (installed, and ptrace allowed). CI installs it (`.ci/run`).
-fn strace_works() -> bool {
-    let works = Command::new("strace")
-        .args(["-f", "-qq", "-o", "/dev/null", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !works {
-        eprintln!("skipped: strace is not installed or cannot trace here");
-    }
-    works
-}
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary under strace.

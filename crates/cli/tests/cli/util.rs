@@ -346,3 +346,38 @@ pub fn git(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether strace can trace here (installed, and ptrace allowed). CI installs it (`.ci/run`).
+pub fn strace_works() -> bool {
+    let works = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("skipped: strace is not installed or cannot trace here");
+    }
+    works
+}
+
+/// `strace -f -qq -o /dev/null -e trace=CALL -e inject=CALL:INJECT -- gapreg ARGS` in `dir`.
+pub fn traced(dir: &Path, call: &str, inject: &str, args: &[&str]) -> Run {
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null"])
+        .arg(format!("-etrace={call}"))
+        .arg(format!("-einject={call}:{inject}"))
+        .arg("--")
+        .arg(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GAPREG_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run strace");
+    Run(out)
+}

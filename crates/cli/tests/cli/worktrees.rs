@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::thread;
 
-use crate::util::{git, run_in};
+use crate::util::{git, run_in, strace_works, traced};
 
 /// A git repository with a committed registry holding `gaps` gaps, and its temp dir.
-fn origin(gaps: usize) -> (tempfile::TempDir, PathBuf) {
+pub fn origin(gaps: usize) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let main = tmp.path().join("main");
     std::fs::create_dir(&main).expect("mkdir");
@@ -236,6 +236,8 @@ fn a_claim_in_one_worktree_is_seen_in_another() {
     // `list` and `show` in the other worktree name the holder too.
     let listed = run_in(&wt, &["--json", "list"], None).json();
     assert_eq!(listed[0]["claimed_by"], "A", "{listed}");
+    let mine = run_in(&wt, &["--json", "list", "--claimed-by", "A"], None).json();
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
     let shown = run_in(&wt, &["--json", "show", "GAP-OP-1"], None).json();
     assert_eq!(shown["claimed_by"], "A", "{shown}");
     run_in(&wt, &["claim", "--next", "--agent", "B"], None).fails(4, &["nothing"]);
@@ -312,4 +314,64 @@ fn a_merge_that_leaves_a_complete_gap_waiting_is_reported() {
         "{said}"
     );
     assert!(said.contains("complete"), "{said}");
+}
+
+/// A fresh clone's first use killed (SIGKILL) at each rename it makes — the staged store
+/// moved into place, the marker, the files after — leaves a clone whose next use works and
+/// hands out ids above every id its documents hold, each once.
+#[test]
+fn a_first_use_killed_at_any_rename_hands_out_no_held_id() {
+    if !strace_works() {
+        return;
+    }
+    let (tmp, main) = origin(3);
+    let mut kills = 0;
+    for n in 1..=6 {
+        let clone = tmp.path().join(format!("clone{n}"));
+        git(
+            tmp.path(),
+            &[
+                "clone",
+                "-q",
+                main.to_str().expect("utf-8"),
+                clone.to_str().expect("utf-8"),
+            ],
+        );
+        let killed = traced(
+            &clone,
+            "rename,renameat,renameat2",
+            &format!("signal=KILL:when={n}"),
+            &["ids", "reserve", "GAP-OP"],
+        );
+        kills += usize::from(killed.0.status.code().is_none());
+        let first: Vec<u64> = if killed.0.status.code() == Some(0) {
+            numbers(&killed.stdout())
+        } else {
+            Vec::new()
+        };
+        let next = run_in(&clone, &["ids", "reserve", "GAP-OP", "2"], None);
+        assert_eq!(
+            next.code(),
+            0,
+            "after a kill at rename {n}: {}",
+            next.stderr()
+        );
+        let mut all = first.clone();
+        all.extend(numbers(&next.stdout()));
+        assert!(
+            all.iter().all(|x| *x > 3),
+            "rename {n}: an id the clone holds: {all:?}"
+        );
+        assert_eq!(
+            all.iter().collect::<BTreeSet<_>>().len(),
+            all.len(),
+            "rename {n}: {all:?}"
+        );
+        let filed = run_in(&clone, &["file", "--title", "after"], None).ok();
+        assert!(numbers(&filed)[0] > 3, "rename {n}: filed {filed}");
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} of the runs were killed: the renames moved"
+    );
 }

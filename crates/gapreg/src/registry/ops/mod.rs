@@ -74,15 +74,21 @@ impl<'a, D: Documents, C: Coordination, K: Clock> Engine<'a, D, C, K> {
     /// claim is the shared one where there is one (taken in another worktree, it is in no
     /// document here).
     pub fn list(&self, filter: &Filter) -> Result<Checked<Vec<GapSummary>>> {
-        let mut listed = self.docs.summaries(Some(filter))?;
+        // `claimed_by` is judged after the shared claims are laid over the documents.
+        let mut by_documents = filter.clone();
+        let holder = by_documents.claimed_by.take();
+        let mut listed = self.docs.summaries(Some(&by_documents))?;
         let claims = self.coord.live_claims(self.clock.now())?;
-        if !claims.is_empty() {
-            for g in &mut listed.value {
-                if let Some(c) = claims.get(&g.id) {
-                    g.claimed_by = Some(c.agent.clone());
-                    g.claim_expires_at = c.expires_at;
-                }
+        for g in &mut listed.value {
+            if let Some(c) = claims.get(&g.id) {
+                g.claimed_by = Some(c.agent.clone());
+                g.claim_expires_at = c.expires_at;
             }
+        }
+        if let Some(holder) = holder {
+            listed
+                .value
+                .retain(|g| g.claimed_by.as_ref() == Some(&holder));
         }
         Ok(listed)
     }
