@@ -1,7 +1,7 @@
 //! Attacks on issue 11 (shared coordination state across worktrees and clones).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 
 use crate::util::{git, run_in};
