@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use idreserve::Store;
 use serde_json::json;
 
 use crate::output::{Output, escape, path_json, table};
@@ -46,13 +45,10 @@ pub enum IdsCommand {
     List,
 }
 
-fn store(global: &Global) -> Result<Store> {
-    Ok(crate::gaps::registry(global)?.id_store().clone())
-}
-
 /// Runs one `gapreg ids` command.
 pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
-    let store = store(global)?;
+    let registry = crate::gaps::registry(global)?;
+    let store = registry.ids()?;
     match cmd {
         IdsCommand::Reserve { prefix, count } => {
             let ids: Vec<String> = store
@@ -85,6 +81,13 @@ pub fn run(global: &Global, out: Output, cmd: IdsCommand) -> Result {
             force,
         } => {
             let only = (!prefixes.is_empty()).then_some(prefixes.as_slice());
+            let Some(store) = registry.id_store() else {
+                return Err(crate::exit::invalid(
+                    "`ids init` scans files into the clone's id store; this registry's \
+                     counters are on a server (coordination: postgres): raise them with \
+                     `gapreg doctor --repair`, which raises every counter above the ids in use",
+                ));
+            };
             let found = store.init_from(&paths, only, force)?;
             let doc: serde_json::Map<String, serde_json::Value> = found
                 .iter()

@@ -3,7 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use leaselock::lease::{Binding, Lease, LeaseOptions, LeaseRequest, LeaseStatus, Leases, Released};
+use leaselock::lease::{
+    Binding, Lease, LeaseOptions, LeaseRequest, LeaseService, LeaseStatus, Released,
+};
 use serde_json::json;
 
 use crate::output::{Output, escape, escape_path, path_json, table};
@@ -69,12 +71,12 @@ pub enum LeaseCommand {
     },
 }
 
-fn leases(global: &Global) -> Result<Leases> {
+fn leases(global: &Global) -> Result<Box<dyn LeaseService>> {
     let mut opts = LeaseOptions::new();
     if let Some(wait) = global.wait() {
         opts = opts.lock_timeout(wait);
     }
-    Ok(crate::gaps::registry(global)?.leases(opts)?)
+    Ok(crate::gaps::registry(global)?.lease_service(opts)?)
 }
 
 /// A time as RFC 3339 UTC text, like the gap commands print.

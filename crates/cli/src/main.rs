@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+mod coordination;
 mod demo;
 mod duration;
 mod exit;
@@ -58,7 +59,16 @@ enum Command {
     Init {
         /// The repository directory.
         dir: Option<PathBuf>,
+        /// Where counters, claims and leases live: `files` (this clone, shared by its
+        /// worktrees) or `postgres` (a server shared by every machine; its address from
+        /// GAPREG_COORDINATION_URL or `gapreg coordination set URL`).
+        #[arg(long, value_name = "BACKEND", default_value = "files", value_parser = coordination::parse_backend)]
+        coordination: gapreg::Backend,
     },
+    /// Where this registry's coordination state lives: show it, set this clone's server, or
+    /// switch backends (carrying the counters over).
+    #[command(subcommand)]
+    Coordination(coordination::CoordinationCommand),
     /// Create, list and show loops (scoped pieces of work, also called epics).
     #[command(subcommand)]
     Loop(gaps::LoopCommand),
@@ -250,7 +260,8 @@ fn writes_documents(command: &Command) -> bool {
 
 fn run(global: &Global, out: Output, command: Command) -> Result {
     match command {
-        Command::Init { dir } => gaps::init(out, dir),
+        Command::Init { dir, coordination } => gaps::init(global, out, dir, coordination),
+        Command::Coordination(cmd) => coordination::run(global, out, cmd),
         Command::Loop(cmd) => gaps::loops(global, out, cmd),
         Command::File(args) => gaps::file(global, out, args),
         Command::NextId { prefix } => gaps::next_id(global, out, &prefix),

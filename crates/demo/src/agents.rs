@@ -165,9 +165,8 @@ pub fn agent(name: &str, repo: &Path) -> Result<Report> {
         ..Report::default()
     };
     report.reserved = registry
-        .id_store()
-        .reserve("DEMO", BATCH as u64)
-        .map_err(gapreg::Error::from)?
+        .ids()?
+        .reserve("DEMO", BATCH as u64)?
         .ids()
         .map(|id| id.to_string())
         .collect();
@@ -192,7 +191,7 @@ pub fn agent(name: &str, repo: &Path) -> Result<Report> {
         .map(|g| g.id)
         .collect();
 
-    let leases = registry.leases(LeaseOptions::new())?;
+    let leases = registry.lease_service(LeaseOptions::new())?;
     for k in 0..LEASES_PER_AGENT {
         let (files, dirs) = SCOPES[fastrand::usize(..SCOPES.len())];
         let req = if k % 3 == 2 {
@@ -211,7 +210,7 @@ pub fn agent(name: &str, repo: &Path) -> Result<Report> {
         let start_ns = now_ns();
         std::thread::sleep(Duration::from_millis(fastrand::u64(2..8)));
         let end_ns = now_ns();
-        leases.release(&grant.lease)?;
+        leases.release_id(&grant.lease.id, name)?;
         report.leases.push(Held {
             lease: grant.lease,
             start_ns,

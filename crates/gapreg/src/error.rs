@@ -155,6 +155,10 @@ pub enum ErrorKind {
     /// The leases (coordination state of [`leaselock`]) failed.
     #[error(transparent)]
     Leases(leaselock::lease::LeaseError),
+    /// The coordination server failed (unreachable, a wait ran out, refused credentials).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Server(#[from] leaselock::server::ServerError),
     /// Another file-system operation failed.
     #[error("cannot {op} {}: {source}", path.display())]
     Io {
@@ -307,6 +311,8 @@ impl Error {
             ErrorKind::Ids(e) => e.class(),
             ErrorKind::File(f) => f.class(),
             ErrorKind::Leases(l) => l.class(),
+            #[cfg(feature = "postgres")]
+            ErrorKind::Server(e) => e.class(),
             ErrorKind::Io { source, .. } => ErrorClass::of_io(source),
         }
     }
@@ -346,6 +352,13 @@ impl From<idreserve::Error> for Error {
 impl From<leaselock::lease::LeaseError> for Error {
     fn from(e: leaselock::lease::LeaseError) -> Error {
         Error::new(ErrorKind::Leases(e))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<leaselock::server::ServerError> for Error {
+    fn from(e: leaselock::server::ServerError) -> Error {
+        Error::new(ErrorKind::Server(e))
     }
 }
 

@@ -25,6 +25,7 @@
 //! | `C/keys/<KEY>.json` | gapreg ([`crate::store::Coordination`]) | coordination | no | idempotency keys of `file`: what a retried call already filed |
 //! | `C/claims/` | leaselock (a lease store of its own) | coordination | no | one exclusive lease per claimed gap, on the path named by its id: the claim every worktree sees |
 //! | `C/leases/` | leaselock ([`leaselock::lease::Leases`]) | coordination | no | leases on the repository's files: lease files, the fencing-token counter, caches, a lock |
+//! | `C/coordination.url` | gapreg (`registry/server.rs`) | per-clone setting | no | the coordination server's address for `coordination: postgres` (`gapreg coordination set URL`), without a password |
 //! | `C/.leases.init-<pid>-<n>/` | leaselock | coordination, in flight | no | `leases/` while it is first created (left only by a creator killed then) |
 //! | `.*.atomic-tmp` anywhere | atomic-file | in flight | no | a replacement being written; removed by `recover` once its writer is gone |
 //!
@@ -68,6 +69,8 @@ pub(crate) const STAGING: &str = "staging";
 pub(crate) const PENDING: &str = "batch.pending";
 /// Idempotency keys of `file`.
 pub(crate) const KEYS: &str = "keys";
+/// The coordination server's address, per clone (never tracked).
+pub const URL_FILE: &str = "coordination.url";
 pub(crate) const GITIGNORE_FILE: &str = ".gitignore";
 
 /// The `.gitignore` gapreg writes in the registry directory: every file of the table above
@@ -89,6 +92,7 @@ pub(crate) fn gitignore() -> String {
         format!("{STAGING}/"),
         PENDING.to_owned(),
         format!("{KEYS}/"),
+        URL_FILE.to_owned(),
     ];
     let mut text = String::from("# Derived or per-machine files, written by gapreg\n");
     for line in lines {

@@ -150,6 +150,10 @@ pub use model::{
     gap_to_yaml, parse_gap_yaml,
 };
 pub use registry::ops::Engine;
-pub use registry::{Checked, Config, MAX_BATCH, MAX_DESCRIPTION, Registry, SEQ_PREFIX, gap_prefix};
+#[cfg(feature = "postgres")]
+pub use registry::server::{DEFAULT_WAIT as SERVER_WAIT, URL_ENV};
+pub use registry::{
+    Backend, Checked, Config, Ids, MAX_BATCH, MAX_DESCRIPTION, Registry, SEQ_PREFIX, gap_prefix,
+};
 pub use time::Timestamp;
 pub use {atomic_file, idreserve, leaselock};

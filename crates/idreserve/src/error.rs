@@ -159,6 +159,10 @@ pub enum ErrorKind {
     /// Reading or writing a file failed (through [`atomic_file`]).
     #[error(transparent)]
     File(#[from] atomic_file::Error),
+    /// The coordination server failed (counters on a server, [`crate::PgCounters`]).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Server(#[from] leaselock::server::ServerError),
 }
 
 impl Error {
@@ -268,6 +272,8 @@ impl Error {
             ErrorKind::Lock(m) => m.class(),
             ErrorKind::File(f) => f.class(),
             ErrorKind::Io { source, .. } => ErrorClass::of_io(source),
+            #[cfg(feature = "postgres")]
+            ErrorKind::Server(e) => e.class(),
             _ => ErrorClass::Invalid,
         }
     }

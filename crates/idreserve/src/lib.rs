@@ -127,6 +127,8 @@ mod error;
 mod files;
 mod id;
 pub mod log;
+#[cfg(feature = "postgres")]
+mod pg;
 mod protocol;
 mod scan;
 mod store;
@@ -138,6 +140,8 @@ pub use config::Config;
 pub use error::{Error, ErrorKind};
 pub use files::{CONFIG_FILE, FILES, LOCK_FILE, LOG_FILE, QUEUE_DIR, StoreFile};
 pub use id::{Id, MAX_PREFIX_LEN, MAX_WIDTH, check_prefix};
+#[cfg(feature = "postgres")]
+pub use pg::{COMPONENT as PG_COMPONENT, MIGRATIONS as PG_MIGRATIONS, PgCounters};
 pub use protocol::MAX_COUNT;
 pub use scan::{MAX_DEPTH, SkipReason, Skipped, find_ids};
 pub use store::{Found, InitReport, Raised, Reservation, Store};

@@ -23,6 +23,8 @@ compile_error!(
 
 pub mod lease;
 pub mod mutex;
+#[cfg(feature = "postgres")]
+pub mod server;
 mod sync;
 pub mod time;
 

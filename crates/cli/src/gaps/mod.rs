@@ -179,13 +179,27 @@ fn show_gap(out: Output, gap: &Gap, verb: &str) -> Result {
 }
 
 /// `gapreg init [DIR]`.
-pub fn init(out: Output, dir: Option<PathBuf>) -> Result {
+pub fn init(
+    global: &Global,
+    out: Output,
+    dir: Option<PathBuf>,
+    coordination: gapreg::Backend,
+) -> Result {
     let dir = match dir {
         Some(dir) => dir,
         None => std::env::current_dir()?,
     };
     out.check_json_path("the directory", &dir)?;
-    let registry = Registry::init(&dir, gapreg::Config::default())?;
+    let config = gapreg::Config {
+        coordination,
+        ..gapreg::Config::default()
+    };
+    let mut registry = Registry::init(&dir, config)?;
+    if let Some(wait) = global.wait() {
+        registry = registry.with_lock_timeout(wait);
+    }
+    // With a server: reach it now, so a wrong address is found at init, not at first use.
+    registry.ids()?;
     let mut doc = json!({ "registry": path_json(registry.dir()) });
     // Inside git, `git setup` too; the registry stands whatever it does.
     let setup = match crate::git::setup_in_git(&registry) {

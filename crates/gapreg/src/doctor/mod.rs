@@ -378,7 +378,13 @@ impl Registry {
         }
 
         // Counters: the id store's own check first (header, checksums, file types).
-        for f in self.id_store().verify()?.findings {
+        let verified = match self.id_store() {
+            Some(store) => store.verify()?.findings,
+            None => Vec::new(),
+        };
+        #[cfg(feature = "postgres")]
+        self.check_server_schema(&mut report)?;
+        for f in verified {
             if f.kind == idreserve::FindingKind::Corrupt {
                 report.add(
                     FindingKind::Corrupt,
@@ -387,7 +393,7 @@ impl Registry {
                 );
             }
         }
-        match self.id_store().counters() {
+        match self.ids().and_then(|ids| ids.counters()) {
             Ok(counters) => {
                 max_number.insert(SEQ_PREFIX.to_owned(), max_seq);
                 let behind: Vec<(String, u64, u64)> = max_number
@@ -528,7 +534,45 @@ impl Registry {
     /// Raises each `(prefix, highest, counter)` counter to `highest` through the id store.
     fn raise_counters(&self, behind: &[(String, u64, u64)]) -> Result<()> {
         for (prefix, highest, _) in behind {
-            self.id_store().raise(prefix, *highest)?;
+            self.ids()?.raise(prefix, *highest)?;
+        }
+        Ok(())
+    }
+
+    /// With `coordination: postgres`: every component's tables on the server at the version
+    /// this build knows (opening the registry's counters created or migrated them).
+    #[cfg(feature = "postgres")]
+    fn check_server_schema(&self, report: &mut DoctorReport) -> Result<()> {
+        let Some(server) = self.server()? else {
+            return Ok(());
+        };
+        let components = [
+            (
+                leaselock::lease::PG_COMPONENT,
+                leaselock::lease::PG_MIGRATIONS.len(),
+            ),
+            (idreserve::PG_COMPONENT, idreserve::PG_MIGRATIONS.len()),
+            (
+                crate::registry::server::COMPONENT,
+                crate::registry::server::MIGRATIONS.len(),
+            ),
+        ];
+        for (component, known) in components {
+            let state = server.schema_state(component, known)?;
+            if !matches!(state, leaselock::server::SchemaState::Current { .. }) {
+                report.add(
+                    FindingKind::ServerSchema,
+                    format!(
+                        "{} {}.{component}",
+                        server.name(),
+                        leaselock::server::SCHEMA
+                    ),
+                    format!(
+                        "the tables of {component} are {state:?}; the next use of gapreg \
+                         creates or migrates them (a newer schema needs a newer gapreg)"
+                    ),
+                );
+            }
         }
         Ok(())
     }

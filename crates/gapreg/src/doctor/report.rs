@@ -45,6 +45,8 @@ pub enum FindingKind {
     /// finishing it), or staged files of a batch that never committed (repaired by removing
     /// them).
     IncompleteBatch,
+    /// The coordination server's tables are missing, older or newer than this build knows.
+    ServerSchema,
 }
 
 /// One problem `doctor` found.

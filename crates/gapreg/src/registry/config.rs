@@ -18,6 +18,8 @@ use super::rules::gap_prefix;
 /// lock_timeout_secs: 120
 /// default_prefix: OP          # gap ids GAP-OP-<N>
 /// durable: true               # fsync gap files (false: only for tests and scratch registries)
+/// coordination: postgres      # optional: where counters, claims and leases live (default: files)
+/// namespace: 3f2c…            # with postgres: this registry's rows on the server (set by init)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,61 @@ pub struct Config {
     pub default_prefix: String,
     /// Whether gap files are fsynced before a call returns (the id counters always are).
     pub durable: bool,
+    /// Where the coordination state (id counters, claims, leases) lives: the clone's files
+    /// (default), or a PostgreSQL server shared by every machine.
+    #[serde(default, skip_serializing_if = "Backend::is_files")]
+    pub coordination: Backend,
+    /// This registry's namespace on the coordination server: every clone of the repository
+    /// uses the same rows, and two repositories on one server never mix. Written by
+    /// `gapreg init --coordination postgres` (or the switch), required with `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Where a registry's coordination state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Files in the clone's git directory, shared by its worktrees (one machine).
+    #[default]
+    Files,
+    /// A PostgreSQL server, shared by every clone on every machine; its address comes from
+    /// `GAPREG_COORDINATION_URL` or `gapreg coordination set URL`, never from the config.
+    Postgres,
+}
+
+impl Backend {
+    fn is_files(&self) -> bool {
+        *self == Backend::Files
+    }
+}
+
+/// The longest namespace.
+pub const MAX_NAMESPACE: usize = 64;
+
+/// Checks a namespace: 1 to 64 characters of `a-z 0-9 - _ .`.
+pub(crate) fn check_namespace(ns: &str) -> std::result::Result<(), String> {
+    if ns.is_empty()
+        || ns.len() > MAX_NAMESPACE
+        || !ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "namespace {ns:?} must be 1 to {MAX_NAMESPACE} characters of a-z 0-9 - _ ."
+        ));
+    }
+    Ok(())
+}
+
+/// A new namespace: 32 random hex digits.
+pub(crate) fn new_namespace() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Default for Config {
@@ -40,6 +97,8 @@ impl Default for Config {
             lock_timeout_secs: 120,
             default_prefix: "OP".into(),
             durable: true,
+            coordination: Backend::Files,
+            namespace: None,
         }
     }
 }
@@ -64,6 +123,18 @@ pub(crate) fn parse_config(path: &Path, bytes: &[u8]) -> Result<Config> {
             })?;
     idreserve::check_prefix(&gap_prefix(&config.default_prefix))
         .map_err(|e| Error::corrupt(path, format!("default_prefix: {e}")))?;
+    match (&config.coordination, &config.namespace) {
+        (_, Some(ns)) => check_namespace(ns).map_err(|e| Error::corrupt(path, e))?,
+        (Backend::Postgres, None) => {
+            return Err(Error::corrupt(
+                path,
+                "coordination: postgres needs a namespace (the registry's rows on the \
+                 server); restore it from git, or switch with `gapreg coordination switch \
+                 postgres`, which writes one",
+            ));
+        }
+        (Backend::Files, None) => {}
+    }
     Ok(config)
 }
 

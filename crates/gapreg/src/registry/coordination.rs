@@ -7,7 +7,9 @@ use idreserve::Store;
 
 use crate::error::Result;
 use crate::layout::{CLAIMS, KEYS, Layout, MAX_MANIFEST_BYTES};
-use crate::store::{Claim, Coordination, KeyRecord, claimed_by};
+use crate::store::{Claim, Coordination, KeyRecord};
+
+use super::claims;
 use crate::time::Timestamp;
 
 /// The coordination state of one registry directory.
@@ -18,58 +20,6 @@ pub(crate) struct FileCoordination {
     /// The claims: leaselock leases of their own (`claims/` beside `leases/`), one exclusive
     /// lease per claimed gap on the path named by its id, opened on first use.
     pub(crate) claims: std::sync::Arc<std::sync::OnceLock<leaselock::lease::Leases>>,
-}
-
-/// A claim without a TTL: held until released (leaselock needs a TTL; this one outlives
-/// any agent).
-const UNTIL_RELEASED: std::time::Duration = std::time::Duration::from_secs(50 * 365 * 86_400);
-
-/// A lease holder's name for agent `agent`: leaselock refuses control characters, which an
-/// agent name may hold, so they (and `%`) are written `%<hex>;`.
-fn holder_of(agent: &str) -> String {
-    let mut out = String::with_capacity(agent.len());
-    for c in agent.chars() {
-        if c.is_control() || c == '%' {
-            out.push_str(&format!("%{:x};", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The agent whose lease holder name is `holder` (the inverse of [`holder_of`]).
-fn agent_of(holder: &str) -> String {
-    let mut out = String::with_capacity(holder.len());
-    let mut rest = holder;
-    while let Some(p) = rest.find('%') {
-        out.push_str(&rest[..p]);
-        let tail = &rest[p + 1..];
-        match tail.find(';').and_then(|e| {
-            let c = u32::from_str_radix(&tail[..e], 16)
-                .ok()
-                .and_then(char::from_u32)?;
-            Some((c, e))
-        }) {
-            Some((c, e)) => {
-                out.push(c);
-                rest = &tail[e + 1..];
-            }
-            None => {
-                out.push('%');
-                rest = tail;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn timestamp(t: std::time::SystemTime) -> Timestamp {
-    Timestamp::from_unix(
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    )
 }
 
 impl FileCoordination {
@@ -162,61 +112,14 @@ impl Coordination for FileCoordination {
         expires: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<()> {
-        use leaselock::lease::{Binding, LeaseRequest};
-        let leases = self.claim_leases()?;
-        let holder = holder_of(agent);
-        let agent = holder.as_str();
-        let ttl = expires.map_or(UNTIL_RELEASED, |e| {
-            std::time::Duration::from_secs(e.unix().saturating_sub(now.unix()).max(1))
-        });
-        let listing = leases.list()?;
-        if let Some((lease, _)) = listing
-            .leases
-            .iter()
-            .find(|(l, st)| l.files == [id] && l.holder == agent && st.is_live())
-        {
-            leases.renew_id(&lease.id, agent, Some(ttl))?;
-            return Ok(());
-        }
-        let request = LeaseRequest::exclusive(agent)
-            .file(id)
-            .ttl(ttl)
-            .task(format!("claim of {id}"))
-            .bind(Binding::TtlOnly);
-        match leases.acquire(&request) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_conflict() => {
-                let holder = e
-                    .conflicts()
-                    .iter()
-                    .find_map(|c| c.lease.as_ref())
-                    .map(|l| Claim {
-                        agent: agent_of(&l.holder),
-                        expires_at: (l.expires_at < std::time::UNIX_EPOCH + UNTIL_RELEASED / 2)
-                            .then(|| timestamp(l.expires_at)),
-                    });
-                match holder {
-                    Some(holder) => Err(claimed_by(id, &holder)),
-                    None => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        claims::take(self.claim_leases()?, id, agent, expires, now)
     }
 
     fn release_claim(&self, id: &str, agent: &str) -> Result<()> {
         if !self.has_claims() {
             return Ok(());
         }
-        let leases = self.claim_leases()?;
-        let holder = holder_of(agent);
-        let agent = holder.as_str();
-        for (lease, _) in leases.list()?.leases {
-            if lease.files == [id] && lease.holder == agent {
-                leases.release_id(&lease.id, agent)?;
-            }
-        }
-        Ok(())
+        claims::release(self.claim_leases()?, id, agent)
     }
 
     fn live_claims(&self, _now: Timestamp) -> Result<std::collections::BTreeMap<String, Claim>> {
@@ -225,24 +128,7 @@ impl Coordination for FileCoordination {
             // Nothing claimed yet; and a read-only checkout creates nothing.
             return Ok(std::collections::BTreeMap::new());
         }
-        let leases = self.claim_leases()?;
-        let far = std::time::UNIX_EPOCH + UNTIL_RELEASED / 2;
-        Ok(leases
-            .list()?
-            .leases
-            .into_iter()
-            .filter(|(_, st)| st.blocks_grants())
-            .filter_map(|(l, _)| {
-                let id = l.files.first()?.clone();
-                Some((
-                    id,
-                    Claim {
-                        agent: agent_of(&l.holder),
-                        expires_at: (l.expires_at < far).then(|| timestamp(l.expires_at)),
-                    },
-                ))
-            })
-            .collect())
+        claims::live(self.claim_leases()?)
     }
 
     fn key_location(&self, key: &str) -> PathBuf {
@@ -250,19 +136,5 @@ impl Coordination for FileCoordination {
             .coordination_path()
             .join(KEYS)
             .join(Self::key_file(key))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{agent_of, holder_of};
-
-    #[test]
-    fn agent_names_round_trip_through_lease_holders() {
-        for agent in ["CC-3", "a%b", "x\u{1b}[2J", "%41;", "\u{9f}é%"] {
-            let holder = holder_of(agent);
-            assert!(!holder.chars().any(char::is_control), "{holder:?}");
-            assert_eq!(agent_of(&holder), agent);
-        }
     }
 }

@@ -14,7 +14,9 @@
 //! | [`batch`] | all-or-nothing batches |
 //! | [`coordination`] | counters and idempotency records: the production [`crate::store::Coordination`] |
 
+mod backend;
 mod batch;
+mod claims;
 pub(crate) mod config;
 mod coordination;
 pub(crate) mod files;
@@ -22,7 +24,10 @@ mod index_cache;
 mod loop_files;
 pub(crate) mod ops;
 pub(crate) mod rules;
+#[cfg(feature = "postgres")]
+pub(crate) mod server;
 mod shared;
+mod switch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,10 +45,12 @@ use crate::layout::{
 use crate::model::{Blocker, Filter, Gap, GapEdit, GapSpec, GapSummary, Status, Summary};
 use crate::store::SystemClock;
 
+pub use backend::Ids;
 pub(crate) use batch::is_staged_name;
-pub use config::Config;
+pub use config::{Backend, Config};
 pub use rules::{MAX_BATCH, MAX_DESCRIPTION, SEQ_PREFIX, gap_prefix};
 
+use backend::Coord;
 use config::{check_not_nested, has_registry, parse_config};
 use coordination::FileCoordination;
 use files::{Files, Warner};
@@ -87,7 +94,7 @@ impl<T> Checked<T> {
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub(crate) files: Files,
-    coord: FileCoordination,
+    coord: Coord,
     config: Config,
     /// What opening it did that a person should hear of (a migration), passed to the
     /// warnings callback when one is set.
@@ -102,7 +109,13 @@ impl Registry {
     ///
     /// [`ErrorKind::AlreadyExists`] if `repo_dir/.gapreg` exists; [`ErrorKind::Invalid`] for a
     /// bad default prefix.
-    pub fn init(repo_dir: &Path, config: Config) -> Result<Registry> {
+    pub fn init(repo_dir: &Path, mut config: Config) -> Result<Registry> {
+        if config.coordination == Backend::Postgres && config.namespace.is_none() {
+            config.namespace = Some(config::new_namespace()?);
+        }
+        if let Some(ns) = &config.namespace {
+            config::check_namespace(ns).map_err(|e| Error::invalid("namespace", e))?;
+        }
         let prefix = gap_prefix(&config.default_prefix);
         idreserve::check_prefix(&prefix)
             .map_err(|e| Error::invalid("default_prefix", e.to_string()))?;
@@ -119,7 +132,7 @@ impl Registry {
         root.write(GITIGNORE_FILE, gitignore().as_bytes(), &opts)?;
         root.create_dir(GAPS)?;
         layout.loops(true)?;
-        if !layout.shared() {
+        if !layout.shared() && config.coordination == Backend::Files {
             Store::create_at(&root, IDS, idreserve::Config::default())?;
         }
         let yaml = atomic_file::Format::Yaml.encode(dir.join(CONFIG), &config)?;
@@ -149,6 +162,13 @@ impl Registry {
             return Err(Error::new(ErrorKind::NoRegistry { start: dir }));
         };
         let config = parse_config(&path, &bytes)?;
+        Registry::with_config(&dir, config)
+    }
+
+    /// The registry directory `dir` with `config` (as read from its `config.yaml`, or about
+    /// to be written there).
+    fn with_config(dir: &Path, config: Config) -> Result<Registry> {
+        let dir = dir.to_path_buf();
         let layout = Layout::new(dir.clone(), &config.loops_dir)?;
         check_not_nested(layout.repo())?;
         let timeout = Duration::from_secs(config.lock_timeout_secs);
@@ -161,7 +181,40 @@ impl Registry {
             dir: dir.clone(),
             warn: Warner::default(),
         };
-        let (ids, notices) = shared::open_ids(&files, timeout)?;
+        let (coord, notices) = match config.coordination {
+            config::Backend::Files => {
+                let (ids, notices) = shared::open_ids(&files, timeout)?;
+                (
+                    Coord::Files(Self::file_coordination(ids, layout, &dir)?),
+                    notices,
+                )
+            }
+            #[cfg(feature = "postgres")]
+            config::Backend::Postgres => {
+                let ns = config.namespace.as_deref().unwrap_or_default();
+                (
+                    Coord::Postgres(server::PgCoordination::new(&layout, ns, &files)?),
+                    Vec::new(),
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            config::Backend::Postgres => {
+                return Err(Error::invalid(
+                    "coordination: postgres",
+                    "this build of gapreg has no PostgreSQL backend (the `postgres` feature)",
+                ));
+            }
+        };
+        Ok(Registry {
+            files,
+            coord,
+            config,
+            notices,
+        })
+    }
+
+    /// The file coordination store over the id store `ids`.
+    fn file_coordination(ids: Store, layout: Layout, dir: &Path) -> Result<FileCoordination> {
         // One spelling per gap: `GAP-OP-0001` beside `GAP-OP-1` would be two files for one
         // number, so gap ids and registry positions are never zero-padded.
         if let Some((prefix, width)) = ids
@@ -178,15 +231,10 @@ impl Registry {
                 ),
             ));
         }
-        Ok(Registry {
-            files,
-            coord: FileCoordination {
-                ids,
-                layout,
-                claims: std::sync::Arc::default(),
-            },
-            config,
-            notices,
+        Ok(FileCoordination {
+            ids,
+            layout,
+            claims: std::sync::Arc::default(),
         })
     }
 
@@ -249,7 +297,14 @@ impl Registry {
     /// ```
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Registry {
         self.files.lock_timeout = timeout;
-        self.coord.ids = self.coord.ids.with_lock_timeout(timeout);
+        self.coord = match self.coord {
+            Coord::Files(mut c) => {
+                c.ids = c.ids.with_lock_timeout(timeout);
+                Coord::Files(c)
+            }
+            #[cfg(feature = "postgres")]
+            Coord::Postgres(c) => Coord::Postgres(c.with_wait(timeout)),
+        };
         self
     }
 
@@ -276,14 +331,64 @@ impl Registry {
         )
     }
 
+    /// The leases on the repository's files, wherever the registry keeps its coordination
+    /// state: [`Registry::leases`] with files, the server's with `coordination: postgres`.
+    pub fn lease_service(
+        &self,
+        opts: leaselock::lease::LeaseOptions,
+    ) -> Result<Box<dyn leaselock::lease::LeaseService>> {
+        match &self.coord {
+            Coord::Files(_) => Ok(Box::new(self.leases(opts)?)),
+            #[cfg(feature = "postgres")]
+            Coord::Postgres(c) => Ok(Box::new(c.leases()?)),
+        }
+    }
+
+    /// The id counters, wherever they live.
+    ///
+    /// # Errors
+    ///
+    /// The server's, when it cannot be reached.
+    pub fn ids(&self) -> Result<Ids<'_>> {
+        match &self.coord {
+            Coord::Files(c) => Ok(Ids::Files(&c.ids)),
+            #[cfg(feature = "postgres")]
+            Coord::Postgres(c) => Ok(Ids::Postgres(c.ids()?)),
+        }
+    }
+
+    /// The coordination server, connected (its tables current), with `coordination:
+    /// postgres`; `None` with files.
+    ///
+    /// # Errors
+    ///
+    /// The server's, when it cannot be reached.
+    #[cfg(feature = "postgres")]
+    pub fn server(&self) -> Result<Option<&std::sync::Arc<leaselock::server::Server>>> {
+        match &self.coord {
+            Coord::Files(_) => Ok(None),
+            Coord::Postgres(c) => Ok(Some(c.server()?)),
+        }
+    }
+
+    /// Where the coordination state lives.
+    pub fn backend(&self) -> Backend {
+        self.config.coordination
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// The id store (`ids/`).
-    pub fn id_store(&self) -> &Store {
-        &self.coord.ids
+    /// The clone's id store (`ids/`); `None` when the counters are on a server (see
+    /// [`Registry::ids`]).
+    pub fn id_store(&self) -> Option<&Store> {
+        match &self.coord {
+            Coord::Files(c) => Some(&c.ids),
+            #[cfg(feature = "postgres")]
+            Coord::Postgres(_) => None,
+        }
     }
 
     /// The directory of loop files (`..` resolved lexically: `.gapreg/../loop-scopes` is
@@ -306,7 +411,7 @@ impl Registry {
     }
 
     /// The operations over this registry's files.
-    fn engine(&self) -> Engine<'_, Files, FileCoordination, SystemClock> {
+    fn engine(&self) -> Engine<'_, Files, Coord, SystemClock> {
         Engine::new(
             &self.files,
             &self.coord,
@@ -319,7 +424,7 @@ impl Registry {
     /// nothing.
     pub fn next_id(&self, prefix: &str) -> Result<Id> {
         let prefix = rules::check_prefix(prefix)?;
-        Ok(self.coord.ids.peek(&prefix)?)
+        self.ids()?.peek(&prefix)
     }
 
     /// Files one gap: reserves its id and registry position, checks its loop and dependencies,

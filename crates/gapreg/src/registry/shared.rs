@@ -186,7 +186,7 @@ fn remove_tree(dir: &Dir, depth: usize) -> Result<()> {
 
 /// The highest number of every id prefix among the gap files — by name, so a damaged file
 /// still holds its id — and the highest registry position (`SEQ`) of the readable ones.
-fn highest_in_documents(files: &Files) -> Result<BTreeMap<String, u64>> {
+pub(crate) fn highest_in_documents(files: &Files) -> Result<BTreeMap<String, u64>> {
     use crate::store::Documents;
     let mut highest = files.highest_numbers()?;
     let (gaps, _) = files.scan_gap_files()?;

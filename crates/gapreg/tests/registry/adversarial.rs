@@ -250,8 +250,14 @@ fn adv_index_follows_checkout_replace_delete_add() {
     // Delete GAP-OP-2, add GAP-OP-9.
     fs::remove_file(reg.gap_path("GAP-OP-2")).expect("rm");
     let t4 = fs::read_to_string(reg.gap_path("GAP-OP-4")).expect("read");
-    reg.id_store().reserve("GAP-OP", 5).expect("reserve");
-    reg.id_store().reserve("SEQ", 5).expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("GAP-OP", 5)
+        .expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("SEQ", 5)
+        .expect("reserve");
     fs::write(
         reg.gap_path("GAP-OP-9"),
         t4.replace("GAP-OP-4", "GAP-OP-9")

@@ -157,7 +157,10 @@ fn explicit_ids_must_be_reserved_and_unused() {
     s.id = Some("GAP-OP-5".into());
     let err = reg.file(s.clone()).expect_err("not reserved");
     assert!(err.to_string().contains("never reserved"), "{err}");
-    reg.id_store().reserve("GAP-OP", 5).expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("GAP-OP", 5)
+        .expect("reserve");
     let g = reg.file(s.clone()).expect("reserved id");
     assert_eq!(g.id, "GAP-OP-5");
     let err = reg.file(s).expect_err("used");
@@ -553,8 +556,14 @@ fn index_follows_changes_made_outside_gapreg() {
     // A checkout removes a gap file and adds another: the index notices.
     let text = std::fs::read_to_string(reg.gap_path("GAP-OP-3")).expect("read");
     std::fs::remove_file(reg.gap_path("GAP-OP-2")).expect("rm");
-    reg.id_store().reserve("GAP-OP", 7).expect("reserve");
-    reg.id_store().reserve("SEQ", 6).expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("GAP-OP", 7)
+        .expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("SEQ", 6)
+        .expect("reserve");
     std::fs::write(
         reg.gap_path("GAP-OP-9"),
         text.replace("GAP-OP-3", "GAP-OP-9")
@@ -777,8 +786,14 @@ fn batches_cut_short_are_finished_or_dropped() {
 
     // A writer died after committing its manifest, with one file moved and one not.
     let text = std::fs::read_to_string(reg.gap_path(&gaps[1].id)).expect("read");
-    reg.id_store().reserve("GAP-OP", 2).expect("reserve");
-    reg.id_store().reserve("SEQ", 2).expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("GAP-OP", 2)
+        .expect("reserve");
+    reg.id_store()
+        .expect("a file id store")
+        .reserve("SEQ", 2)
+        .expect("reserve");
     let staged = |id: &str, seq: u64| {
         text.replace(&gaps[1].id, id)
             .replace(&format!("seq: {}", gaps[1].seq), &format!("seq: {seq}"))

@@ -47,6 +47,7 @@ fn attack13_a_batch_cannot_file_a_cycle_that_filing_one_gap_refuses() {
     // The file store.
     let (_dir, reg) = scratch();
     reg.id_store()
+        .expect("a file id store")
         .reserve("GAP-OP", 1)
         .expect("reserve GAP-OP-1");
     write_loop(&reg, "LOOP-A", "active", &["GAP-OP-1"]);

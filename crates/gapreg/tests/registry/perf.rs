@@ -84,7 +84,12 @@ fn perf_file_and_list() {
     let reg = Registry::open(reg.dir()).expect("reopen");
     reg.list(&Filter::default()).expect("warm");
 
-    let reserve = time(20, || reg.id_store().reserve("PERF", 1).expect("reserve"));
+    let reserve = time(20, || {
+        reg.id_store()
+            .expect("a file id store")
+            .reserve("PERF", 1)
+            .expect("reserve")
+    });
     let peek = time(20, || reg.next_id("OP").expect("peek"));
     let file_one = time(50, || {
         reg.file(GapSpec::new("measured", Severity::High).parent_loop("LOOP-3"))

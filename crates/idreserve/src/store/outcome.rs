@@ -13,10 +13,10 @@ use crate::scan::Skipped;
 /// the largest reservation costs no memory until its IDs are listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    pub(super) prefix: String,
-    pub(super) first: u64,
-    pub(super) count: u64,
-    pub(super) width: usize,
+    pub(crate) prefix: String,
+    pub(crate) first: u64,
+    pub(crate) count: u64,
+    pub(crate) width: usize,
 }
 
 impl Reservation {

@@ -51,6 +51,8 @@ impl LeaseError {
             K::Busy { .. } | K::Timeout { .. } => ErrorClass::Busy,
             K::Mutex { source } => source.class(),
             K::Io { .. } => ErrorClass::Failure,
+            #[cfg(feature = "postgres")]
+            K::Server { source } => source.class(),
         }
     }
 
@@ -211,6 +213,15 @@ pub enum LeaseErrorKind {
         #[source]
         source: MutexError,
     },
+    /// The coordination server failed (unreachable, a wait ran out, refused credentials):
+    /// nothing was granted or changed, unless it says the outcome is unknown.
+    #[cfg(feature = "postgres")]
+    #[error("{source}")]
+    Server {
+        /// The server's error.
+        #[source]
+        source: crate::server::ServerError,
+    },
     /// A system call failed.
     #[error("cannot {step} {}: {source}", .path.display())]
     Io {
@@ -222,6 +233,13 @@ pub enum LeaseErrorKind {
         #[source]
         source: io::Error,
     },
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::server::ServerError> for LeaseError {
+    fn from(source: crate::server::ServerError) -> LeaseError {
+        LeaseError::new(LeaseErrorKind::Server { source })
+    }
 }
 
 /// One lease (or unreadable lease file) that blocks a request.

@@ -21,6 +21,7 @@ pub(crate) fn current_facts() -> HolderFacts {
         pid,
         start_time: process::stat(pid).map(|s| s.start_ticks),
         pid_ns: process::pid_namespace(),
+        session: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn facts() -> HolderFacts {
         pid: 1,
         start_time: None,
         pid_ns: None,
+        session: None,
     }
 }
 

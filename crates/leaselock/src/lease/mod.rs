@@ -97,10 +97,14 @@ mod liveness;
 mod open;
 mod options;
 mod path;
+#[cfg(feature = "postgres")]
+mod pg;
 mod protocol;
 mod record;
 mod repair;
 mod root_lock;
+mod scope;
+mod service;
 mod status;
 mod store;
 
@@ -122,10 +126,13 @@ pub use file_store::{GENERATION_FILE, INDEX_FILE, LOCK_FILE, TOKEN_FILE};
 pub use file_store::{REPAIR_MARGIN, TokenState};
 pub use options::{Binding, Clock, LeaseOptions, LeaseRequest, SystemClock};
 pub use path::{Claim, normalize_path, overlaps};
+#[cfg(feature = "postgres")]
+pub use pg::{COMPONENT as PG_COMPONENT, MIGRATIONS as PG_MIGRATIONS, PgLeases};
 pub use protocol::{Grant, LeaseStatus, Released, SweepReport, Swept, find_conflicts};
 pub use record::LEASE_SUFFIX;
 pub use record::{HolderFacts, Lease, Mode, TakeOver};
 pub use repair::RepairReport;
+pub use service::LeaseService;
 pub use store::CorruptEntry;
 
 /// The leases directory, relative to the root, when [`LeaseOptions::leases_dir`] is not set:
@@ -145,8 +152,9 @@ use atomic_file::dir::Dir;
 use crate::mutex::FileMutex;
 use file_store::FileStore;
 use open::open_leases_dir;
-use protocol::{Ctx, Releaser, Request};
+use protocol::{Ctx, Releaser};
 use record::trunc_ms;
+use scope::{Scope, ttl_ok};
 
 /// Every lease in the root, with each one's status as others judge it.
 #[derive(Debug, Clone, Default)]
@@ -158,38 +166,17 @@ pub struct Listing {
     pub corrupt: Vec<CorruptEntry>,
 }
 
-/// The most paths one request may claim.
-const MAX_PATHS: usize = 10_000;
-/// The most bytes of paths and task one request may carry (a lease file stays far below the
-/// readers' limit).
-const MAX_REQUEST_BYTES: usize = 1 << 20;
-/// The longest time to live: 100 years.
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
-
 /// The leases of one root directory.
 ///
 /// Cheap to share between threads (`&Leases` is enough); every operation takes the root's
 /// mutex, so several `Leases` in several processes may work on the same root.
 #[derive(Debug)]
 pub struct Leases {
-    root: PathBuf,
-    root_canonical: PathBuf,
+    scope: Scope,
     dir: PathBuf,
     mutex: FileMutex,
     opts: LeaseOptions,
-    me: HolderFacts,
     store: Mutex<FileStore>,
-}
-
-fn holder_ok(holder: &str) -> Result<(), LeaseError> {
-    if holder.is_empty() || holder.len() > 200 || holder.chars().any(char::is_control) {
-        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-            reason: format!(
-                "holder name {holder:?} must be 1 to 200 bytes without control characters"
-            ),
-        }));
-    }
-    Ok(())
 }
 
 impl Leases {
@@ -209,22 +196,17 @@ impl Leases {
     /// together with its fencing-token counter: made under a temporary name, `token.json`
     /// written into it, renamed into place.
     pub fn open_with(root: impl AsRef<Path>, opts: LeaseOptions) -> Result<Leases, LeaseError> {
-        let root = root.as_ref();
-        let root_canonical = std::fs::canonicalize(root)
-            .map_err(|e| LeaseError::io(root, "open the lease root", e))?;
-        let root = std::path::absolute(root)
-            .map_err(|e| LeaseError::io(root, "resolve the lease root", e))?;
+        let scope = Scope::open(root.as_ref())?;
+        let root = &scope.root;
         let dir = match &opts.leases_dir {
             Some(dir) => root.join(dir),
             None => root.join(DEFAULT_LEASES_DIR),
         };
-        let leases_dir = open_leases_dir(&root, &root_canonical, &dir, opts.durability)?;
+        let leases_dir = open_leases_dir(root, &scope.root_canonical, &dir, opts.durability)?;
         Ok(Leases {
             mutex: FileMutex::in_dir(&leases_dir, file_store::LOCK_FILE),
             store: Mutex::new(FileStore::new(leases_dir, dir.clone(), opts.durability)),
-            me: liveness::current_facts(),
-            root,
-            root_canonical,
+            scope,
             dir,
             opts,
         })
@@ -232,7 +214,7 @@ impl Leases {
 
     /// The root directory, absolute.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.scope.root
     }
 
     /// The directory holding the lease files.
@@ -242,78 +224,7 @@ impl Leases {
 
     /// This process's liveness facts, as recorded in the leases it takes.
     pub fn holder_facts(&self) -> &HolderFacts {
-        &self.me
-    }
-
-    /// The liveness facts a grant with `binding` records.
-    fn facts_for(&self, binding: Binding) -> Result<HolderFacts, LeaseError> {
-        match binding {
-            Binding::ThisProcess => Ok(self.me.clone()),
-            Binding::Process(pid) => liveness::facts_of(pid, &self.me).ok_or_else(|| {
-                LeaseError::new(LeaseErrorKind::InvalidRequest {
-                    reason: format!(
-                        "no process {pid} is running on this host to tie the lease to; give \
-                         the pid of the agent or shell that does the work"
-                    ),
-                })
-            }),
-            Binding::TtlOnly => Ok(liveness::ttl_only(&self.me)),
-        }
-    }
-
-    fn normalize(&self, path: &str) -> Result<String, LeaseError> {
-        let normalized = normalize_path(&self.root, path).or_else(|e| {
-            if Path::new(path).is_absolute() {
-                normalize_path(&self.root_canonical, path).map_err(|_| e)
-            } else {
-                Err(e)
-            }
-        })?;
-        path::refuse_links(&self.root_canonical, &normalized)?;
-        Ok(normalized)
-    }
-
-    fn request(&self, req: &LeaseRequest) -> Result<Request, LeaseError> {
-        holder_ok(&req.holder)?;
-        let ttl = ttl_ok(req.ttl)?;
-        if req.files.is_empty() && req.dirs.is_empty() {
-            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-                reason: "the request claims no files and no directories".to_owned(),
-            }));
-        }
-        let count = req.files.len() + req.dirs.len();
-        let bytes: usize = req
-            .files
-            .iter()
-            .chain(&req.dirs)
-            .map(String::len)
-            .sum::<usize>()
-            + req.task.len();
-        if count > MAX_PATHS || bytes > MAX_REQUEST_BYTES {
-            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-                reason: format!(
-                    "the request claims {count} paths in {bytes} bytes (with its task); at \
-                     most {MAX_PATHS} paths and {MAX_REQUEST_BYTES} bytes are allowed"
-                ),
-            }));
-        }
-        let norm = |paths: &[String]| -> Result<Vec<String>, LeaseError> {
-            let mut out = paths
-                .iter()
-                .map(|p| self.normalize(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.sort();
-            out.dedup();
-            Ok(out)
-        };
-        Ok(Request {
-            holder: req.holder.clone(),
-            mode: req.mode,
-            files: norm(&req.files)?,
-            dirs: norm(&req.dirs)?,
-            task: req.task.clone(),
-            ttl,
-        })
+        &self.scope.me
     }
 
     /// Runs `step` with the root's mutex held and the store and a context at hand.
@@ -325,7 +236,7 @@ impl Leases {
         let mut store = self.store();
         let holder_dead = |facts: &HolderFacts| {
             if self.opts.liveness {
-                liveness::holder_dead(facts, &self.me)
+                liveness::holder_dead(facts, &self.scope.me)
             } else {
                 None
             }
@@ -353,11 +264,11 @@ impl Leases {
     /// runs out and returns the last conflict. Dead overlapping leases are taken over
     /// ([`Grant::took_over`]).
     pub fn acquire(&self, req: &LeaseRequest) -> Result<Grant, LeaseError> {
-        let request = self.request(req)?;
+        let request = self.scope.request(req)?;
         let start = Instant::now();
         let mut backoff = Duration::from_millis(2);
         loop {
-            let facts = self.facts_for(req.binding)?;
+            let facts = self.scope.facts_for(req.binding, None)?;
             let result =
                 self.locked(|store, ctx| protocol::grant(store, &request, facts.clone(), ctx));
             match (result, req.wait) {
@@ -509,20 +420,4 @@ impl Leases {
             Ok(write(&current))
         })
     }
-}
-
-/// Checks a time to live and truncates it to the stored precision (whole milliseconds).
-fn ttl_ok(ttl: Duration) -> Result<Duration, LeaseError> {
-    let ms = Duration::from_millis(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-    if ms.is_zero() {
-        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-            reason: "the time to live is zero (it is stored in whole milliseconds)".to_owned(),
-        }));
-    }
-    if ms > MAX_TTL {
-        return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
-            reason: format!("the time to live {ttl:?} is longer than 100 years"),
-        }));
-    }
-    Ok(ms)
 }

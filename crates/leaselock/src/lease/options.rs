@@ -116,6 +116,10 @@ pub enum Binding {
     /// No process: the lease lives until it expires (or is released). For short-lived callers
     /// such as a command-line tool.
     TtlOnly,
+    /// The coordination server's session of the handle taking the lease (its open
+    /// connection): the lease dies when that session ends, as a dead process's would. Only on
+    /// a server ([`super::PgLeases`]); refused by the file store.
+    Session,
 }
 
 /// What to acquire: built with [`LeaseRequest::exclusive`] or [`LeaseRequest::shared`].

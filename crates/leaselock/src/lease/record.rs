@@ -63,6 +63,11 @@ pub struct HolderFacts {
     /// The pid namespace (`/proc/self/ns/pid` link text), if known: pids are only compared
     /// within one namespace.
     pub pid_ns: Option<String>,
+    /// The coordination server's session the lease is bound to (`<backend pid>@<start µs>`,
+    /// see [`crate::server::Session`]), if any: the lease dies when that session ends. Never
+    /// set by the file store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// A note, stored in the new lease, that it took over a dead lease.

@@ -1,0 +1,312 @@
+//! `coordination: postgres`: the coordination state on a PostgreSQL server shared by every
+//! machine — id counters and the registry order ([`idreserve::PgCounters`]), claims and
+//! leases ([`leaselock::lease::PgLeases`], namespaces `<ns>/claims` and `<ns>/leases`), and
+//! idempotency records (here, table `gapreg.idempotency_keys`). Behind the `postgres`
+//! feature.
+//!
+//! The address comes from `GAPREG_COORDINATION_URL`, else from the clone's own, never-tracked
+//! `coordination.url` (`gapreg coordination set URL`), never from a tracked file; with
+//! neither, the registry refuses to work rather than fall back to local counters (that would
+//! fork them). The handle connects on first use, and on that first use of a namespace (no
+//! counter yet) raises its counters above every id and position the documents hold.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use idreserve::PgCounters;
+use leaselock::lease::PgLeases;
+use leaselock::server::Server;
+
+use crate::error::{Error, Result};
+use crate::layout::{Layout, URL_FILE};
+use crate::store::{Claim, Coordination, KeyRecord};
+use crate::time::Timestamp;
+
+use super::claims;
+use super::files::Files;
+
+/// The environment variable holding the coordination server's address.
+pub const URL_ENV: &str = "GAPREG_COORDINATION_URL";
+
+/// The `gapreg` component's migrations (its own tables; see [`Server::migrate`]).
+pub const MIGRATIONS: &[&str] = &["
+CREATE TABLE gapreg.idempotency_keys (
+    ns text NOT NULL,
+    key text NOT NULL,
+    record text NOT NULL,
+    PRIMARY KEY (ns, key)
+);
+"];
+
+/// The component name of gapreg's tables in `gapreg.schema_version`.
+pub const COMPONENT: &str = "gapreg";
+
+/// How long a call waits for the server unless told otherwise (`--wait`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// The largest `coordination.url` read.
+const MAX_URL_FILE: u64 = 8 * 1024;
+
+/// Where the address came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    /// `GAPREG_COORDINATION_URL`.
+    Environment,
+    /// The clone's `coordination.url`.
+    Clone,
+}
+
+/// The coordination server's address for the registry at `layout`, and where it came from.
+pub(crate) fn resolve_url(layout: &Layout) -> Result<(String, UrlSource)> {
+    if let Some(url) = std::env::var_os(URL_ENV) {
+        let url = url
+            .into_string()
+            .map_err(|_| Error::invalid(URL_ENV, "it is not UTF-8"))?;
+        if !url.trim().is_empty() {
+            return Ok((url.trim().to_owned(), UrlSource::Environment));
+        }
+    }
+    if let Some(dir) = layout.coordination(false)? {
+        if let Some(bytes) = dir.read(URL_FILE, MAX_URL_FILE)? {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::corrupt(dir.join(URL_FILE), "it is not UTF-8"))?;
+            let url = text.trim();
+            if !url.is_empty() {
+                return Ok((url.to_owned(), UrlSource::Clone));
+            }
+        }
+    }
+    Err(Error::invalid(
+        "coordination server",
+        format!(
+            "this registry keeps its coordination state on a PostgreSQL server \
+             (coordination: postgres), and no address is set: export {URL_ENV}=postgres://\
+             user@host:5432/database, or run `gapreg coordination set URL` once in this clone"
+        ),
+    ))
+}
+
+/// Records `url` as this clone's coordination server (never tracked). A password in it is
+/// refused: it belongs in `PGPASSWORD` or `~/.pgpass`.
+pub(crate) fn set_url(layout: &Layout, url: &str) -> Result<PathBuf> {
+    // Checked as the server would check it, so a bad address is refused now.
+    Server::new(url, DEFAULT_WAIT)?;
+    if has_password(url) {
+        return Err(Error::invalid(
+            "coordination server address",
+            "it holds a password, which is never written to a file: give the address \
+             without it, and the password in PGPASSWORD or ~/.pgpass",
+        ));
+    }
+    let dir = layout
+        .coordination(true)?
+        .ok_or_else(|| Error::invalid("coordination directory", "cannot be created"))?;
+    let mut text = url.to_owned();
+    text.push('\n');
+    dir.write(URL_FILE, text.as_bytes(), &atomic_file::Options::new())?;
+    Ok(dir.join(URL_FILE))
+}
+
+/// Whether `url` carries a password (`user:pw@` or `password=`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(u, _)| u.contains(':'))
+        || url.contains("password=")
+}
+
+/// The connected part: made on first use.
+#[derive(Debug)]
+struct Connected {
+    server: Arc<Server>,
+    ids: PgCounters,
+    claims: PgLeases,
+}
+
+/// The coordination state of a registry on a server.
+#[derive(Debug, Clone)]
+pub(crate) struct PgCoordination {
+    url: String,
+    pub(crate) ns: String,
+    wait: Duration,
+    layout: Layout,
+    /// The documents, to raise a new namespace's counters above them.
+    files: Files,
+    conn: Arc<OnceLock<Connected>>,
+}
+
+impl PgCoordination {
+    /// Not connected yet.
+    pub(crate) fn new(layout: &Layout, ns: &str, files: &Files) -> Result<PgCoordination> {
+        let (url, _) = resolve_url(layout)?;
+        // Checked now: a bad address is an error at open, not at first use.
+        Server::new(&url, DEFAULT_WAIT)?;
+        Ok(PgCoordination {
+            url,
+            ns: ns.to_owned(),
+            wait: DEFAULT_WAIT,
+            layout: layout.clone(),
+            files: files.clone(),
+            conn: Arc::default(),
+        })
+    }
+
+    /// This handle waiting `wait` for the server.
+    pub(crate) fn with_wait(mut self, wait: Duration) -> PgCoordination {
+        if self.conn.get().is_none() {
+            self.wait = wait;
+            self.conn = Arc::default();
+        }
+        self
+    }
+
+    /// The server, connected, with every component's tables current.
+    pub(crate) fn server(&self) -> Result<&Arc<Server>> {
+        Ok(&self.connected()?.server)
+    }
+
+    fn connected(&self) -> Result<&Connected> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let server = Arc::new(Server::new(&self.url, self.wait)?);
+        server.migrate(COMPONENT, MIGRATIONS)?;
+        let ids = PgCounters::open(server.clone(), &self.ns)?;
+        // A namespace's first use (or one set by hand): its counters start above every id
+        // and position the documents hold, so no id they have is handed out again.
+        if ids.counters()?.is_empty() {
+            for (prefix, n) in super::shared::highest_in_documents(&self.files)? {
+                ids.raise(&prefix, n)?;
+            }
+        }
+        let claims = PgLeases::open(
+            server.clone(),
+            &format!("{}/claims", self.ns),
+            self.layout.repo(),
+        )?;
+        Ok(self.conn.get_or_init(|| Connected {
+            server,
+            ids,
+            claims,
+        }))
+    }
+
+    /// The counters.
+    pub(crate) fn ids(&self) -> Result<&PgCounters> {
+        Ok(&self.connected()?.ids)
+    }
+
+    /// The leases on the repository's files.
+    pub(crate) fn leases(&self) -> Result<PgLeases> {
+        let server = self.server()?.clone();
+        Ok(PgLeases::open(
+            server,
+            &format!("{}/leases", self.ns),
+            self.layout.repo(),
+        )?)
+    }
+
+    fn key_error(&self, key: &str, reason: String) -> Error {
+        Error::corrupt(self.key_location(key), reason)
+    }
+}
+
+impl Coordination for PgCoordination {
+    fn peek(&self, prefix: &str) -> Result<u64> {
+        Ok(self.ids()?.peek(prefix)?.number())
+    }
+
+    fn reserve(&self, prefix: &str, n: u64) -> Result<u64> {
+        Ok(self.ids()?.reserve(prefix, n)?.first())
+    }
+
+    fn raise(&self, prefix: &str, at_least: u64) -> Result<()> {
+        self.ids()?.raise(prefix, at_least)?;
+        Ok(())
+    }
+
+    fn validate(&self, id: &str) -> Result<()> {
+        self.ids()?.validate(id)?;
+        Ok(())
+    }
+
+    fn read_key(&self, key: &str) -> Result<Option<KeyRecord>> {
+        let server = self.server()?;
+        let record: Option<String> = server.run(true, |client| {
+            let row = client
+                .query_opt(
+                    "SELECT record FROM gapreg.idempotency_keys WHERE ns = $1 AND key = $2",
+                    &[&self.ns, &key],
+                )
+                .map_err(|e| server.error(e))?;
+            Ok::<_, Error>(row.map(|r| r.get(0)))
+        })?;
+        record
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| self.key_error(key, format!("it is not a key record: {e}")))
+            })
+            .transpose()
+    }
+
+    fn write_key(&self, key: &str, record: &KeyRecord) -> Result<()> {
+        let server = self.server()?;
+        let text = serde_json::to_string(record)
+            .map_err(|e| self.key_error(key, format!("it cannot be encoded: {e}")))?;
+        // Repeating it is harmless: the same record.
+        server.run(true, |client| {
+            client
+                .execute(
+                    "INSERT INTO gapreg.idempotency_keys (ns, key, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (ns, key) DO UPDATE SET record = $3",
+                    &[&self.ns, &key, &text],
+                )
+                .map_err(|e| server.error(e))?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    fn key_location(&self, key: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "postgres {} key {}/{key}",
+            leaselock::server::redact(&self.url),
+            self.ns
+        ))
+    }
+
+    fn take_claim(
+        &self,
+        id: &str,
+        agent: &str,
+        expires: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<()> {
+        claims::take(&self.connected()?.claims, id, agent, expires, now)
+    }
+
+    fn release_claim(&self, id: &str, agent: &str) -> Result<()> {
+        claims::release(&self.connected()?.claims, id, agent)
+    }
+
+    fn live_claims(&self, _now: Timestamp) -> Result<BTreeMap<String, Claim>> {
+        // Judged on the server's clock.
+        claims::live(&self.connected()?.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_password;
+
+    #[test]
+    fn passwords_in_addresses_are_recognised() {
+        assert!(has_password("postgres://me:pw@h/db"));
+        assert!(has_password("postgres://me@h/db?password=x"));
+        assert!(!has_password("postgres://me@h:5432/db"));
+        assert!(!has_password("postgres://h/db"));
+    }
+}

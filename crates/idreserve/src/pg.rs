@@ -1,0 +1,215 @@
+//! Id counters on the coordination server ([`PgCounters`]), shared by every machine whose
+//! registry names the same namespace. Behind the `postgres` feature.
+//!
+//! One table (component `idreserve`, schema `gapreg`): `id_counters (ns, prefix, last)`,
+//! `last` the highest number handed out. A reservation is one statement — an upsert adding
+//! the count, refused past `i64::MAX` — committed synchronously before it returns, so an id
+//! is never handed out twice, across server crashes included. A reservation whose connection
+//! is lost during its commit is tried again: the first attempt may have committed, which
+//! leaves a hole (never a duplicate), like a reservation whose caller died before printing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use leaselock::server::Server;
+
+use crate::error::{Error, ErrorKind};
+use crate::id::{Id, check_prefix};
+use crate::protocol::check_count;
+use crate::store::{Raised, Reservation};
+
+/// The `idreserve` component's migrations, in order.
+pub const MIGRATIONS: &[&str] = &["
+CREATE TABLE gapreg.id_counters (
+    ns text NOT NULL,
+    prefix text NOT NULL,
+    last bigint NOT NULL CHECK (last >= 0),
+    PRIMARY KEY (ns, prefix)
+);
+"];
+
+/// The component name of these tables in `gapreg.schema_version`.
+pub const COMPONENT: &str = "idreserve";
+
+/// The counters of one namespace on a coordination server.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use leaselock::server::Server;
+///
+/// let server = Arc::new(Server::connect("postgres://agent@db.example/coord", Duration::from_secs(5))?);
+/// let ids = idreserve::PgCounters::open(server, "my-repo")?;
+/// let batch = ids.reserve("SEC", 3)?;
+/// assert_eq!(batch.len(), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgCounters {
+    server: Arc<Server>,
+    ns: String,
+}
+
+impl PgCounters {
+    /// The counters of namespace `ns` on `server`, creating or migrating the table if needed.
+    ///
+    /// # Errors
+    ///
+    /// The server's, as [`ErrorKind::Server`].
+    pub fn open(server: Arc<Server>, ns: &str) -> Result<PgCounters, Error> {
+        server.migrate(COMPONENT, MIGRATIONS)?;
+        Ok(PgCounters {
+            server,
+            ns: ns.to_owned(),
+        })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Reserves `count` consecutive ids of `prefix` (see [`crate::Store::reserve`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Store::reserve`], and [`ErrorKind::Server`].
+    pub fn reserve(&self, prefix: &str, count: u64) -> Result<Reservation, Error> {
+        check_prefix(prefix)?;
+        check_count(count)?;
+        let n = i64::try_from(count).unwrap_or(i64::MAX);
+        let last = self.server.run(true, |client| {
+            let row = client
+                .query_opt(
+                    "INSERT INTO gapreg.id_counters AS c (ns, prefix, last) VALUES ($1, $2, $3)
+                     ON CONFLICT (ns, prefix) DO UPDATE SET last = c.last + $3
+                       WHERE c.last <= 9223372036854775807 - $3
+                     RETURNING last",
+                    &[&self.ns, &prefix, &n],
+                )
+                .map_err(|e| self.server.error(e))?;
+            Ok::<_, Error>(row.map(|r| r.get::<_, i64>(0)))
+        })?;
+        let Some(last) = last.and_then(|l| u64::try_from(l).ok()) else {
+            let counter = self.counter(prefix)?;
+            return Err(Error::new(ErrorKind::Overflow {
+                prefix: prefix.to_owned(),
+                counter,
+                count,
+            }));
+        };
+        Ok(Reservation {
+            prefix: prefix.to_owned(),
+            first: last - (count - 1),
+            count,
+            width: 0,
+        })
+    }
+
+    /// Raises `prefix`'s counter to at least `at_least` (never lowers it).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPrefix`], [`ErrorKind::Server`].
+    pub fn raise(&self, prefix: &str, at_least: u64) -> Result<Raised, Error> {
+        check_prefix(prefix)?;
+        let value = i64::try_from(at_least).map_err(|_| {
+            Error::new(ErrorKind::Overflow {
+                prefix: prefix.to_owned(),
+                counter: at_least,
+                count: 0,
+            })
+        })?;
+        let before = self.server.transaction(false, |tx| {
+            let before: i64 = tx
+                .query_opt(
+                    "SELECT last FROM gapreg.id_counters WHERE ns = $1 AND prefix = $2 FOR UPDATE",
+                    &[&self.ns, &prefix],
+                )
+                .map_err(|e| self.server.error(e))?
+                .map_or(0, |r| r.get(0));
+            if value > before {
+                tx.execute(
+                    "INSERT INTO gapreg.id_counters AS c (ns, prefix, last) VALUES ($1, $2, $3)
+                     ON CONFLICT (ns, prefix) DO UPDATE SET last = greatest(c.last, $3)",
+                    &[&self.ns, &prefix, &value],
+                )
+                .map_err(|e| self.server.error(e))?;
+            }
+            Ok::<_, Error>(before)
+        })?;
+        let before = u64::try_from(before).unwrap_or(0);
+        Ok(Raised {
+            before,
+            after: before.max(at_least),
+        })
+    }
+
+    /// The next id [`PgCounters::reserve`] would hand out for `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPrefix`], [`ErrorKind::Server`].
+    pub fn peek(&self, prefix: &str) -> Result<Id, Error> {
+        check_prefix(prefix)?;
+        let counter = self.counter(prefix)?;
+        Id::new(prefix, counter.saturating_add(1))
+    }
+
+    /// Accepts `id` only if it was handed out here (see [`crate::Store::validate`]; ids on a
+    /// server are never zero-padded).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotReserved`], [`ErrorKind::NotCanonical`], [`ErrorKind::Server`].
+    pub fn validate(&self, id: &str) -> Result<Id, Error> {
+        let parsed = Id::parse_lenient(id)?;
+        let canonical = Id::new(parsed.prefix(), parsed.number())?;
+        canonical.check_canonical(id)?;
+        let counter = self.counter(parsed.prefix())?;
+        if parsed.number() == 0 || parsed.number() > counter {
+            return Err(Error::new(ErrorKind::NotReserved {
+                id: canonical.to_string(),
+                prefix: canonical.prefix().to_owned(),
+                counter,
+            }));
+        }
+        Ok(canonical)
+    }
+
+    /// `prefix`'s counter (0 if it has none).
+    fn counter(&self, prefix: &str) -> Result<u64, Error> {
+        Ok(self
+            .counters_where(Some(prefix))?
+            .remove(prefix)
+            .unwrap_or(0))
+    }
+
+    /// Every prefix's counter (the highest number handed out).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Server`].
+    pub fn counters(&self) -> Result<BTreeMap<String, u64>, Error> {
+        self.counters_where(None)
+    }
+
+    fn counters_where(&self, prefix: Option<&str>) -> Result<BTreeMap<String, u64>, Error> {
+        self.server.run(true, |client| {
+            let rows = client
+                .query(
+                    "SELECT prefix, last FROM gapreg.id_counters
+                     WHERE ns = $1 AND ($2::text IS NULL OR prefix = $2)",
+                    &[&self.ns, &prefix],
+                )
+                .map_err(|e| self.server.error(e))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let last: i64 = r.get(1);
+                    (r.get::<_, String>(0), u64::try_from(last).unwrap_or(0))
+                })
+                .collect())
+        })
+    }
+}

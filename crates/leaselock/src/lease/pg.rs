@@ -1,0 +1,611 @@
+//! Leases on the coordination server ([`PgLeases`]): the same grant protocol as the file
+//! store (`protocol.rs`, run over [`LeaseStore`]), with the root's mutex replaced by a
+//! transaction holding a per-namespace advisory lock, and the clock by the server's. Behind
+//! the `postgres` feature.
+//!
+//! # Tables (component `leaselock`, schema `gapreg`)
+//!
+//! | table | holds |
+//! |---|---|
+//! | `lease_tokens (ns, last)` | each namespace's last fencing token |
+//! | `leases (ns, id, token, record, session_pid, session_start)` | one row per lease; `record` is the lease's JSON, exactly as a lease file holds it (without the checksum header) and checked as strictly on every read |
+//! | `lease_paths (ns, id, path, is_dir)` | the paths of each lease, indexed (`C` collation), so a grant reads only the leases that could overlap it |
+//!
+//! # Why it holds
+//!
+//! - **One winner.** Every operation on a namespace runs in one transaction holding
+//!   `pg_advisory_xact_lock(namespace)`: check and grant are atomic across every machine, and
+//!   waiters queue in the server's lock queue, first come first served.
+//! - **One clock.** Expiry is judged at `clock_timestamp()` on the server, taken under the
+//!   lock, with no skew margin: the hosts' clocks do not matter.
+//! - **Fencing.** Tokens come from `lease_tokens`, raised above every token a lease row holds,
+//!   in the granting transaction: strictly increasing per namespace, across server crashes
+//!   (the commit is synchronous).
+//! - **Session binding.** A lease granted with [`Binding::Session`] records the granting
+//!   connection's backend pid and start time; once no such session is in `pg_stat_activity`,
+//!   the holder is dead (the server's analogue of a dead process) and the lease can be taken
+//!   over. Otherwise the TTL decides.
+//! - **Waiting.** A refused request with a wait listens on the namespace's channel and is
+//!   woken by `NOTIFY` when a lease is released or removed, or when the first blocking lease
+//!   expires; no polling.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use postgres::Transaction;
+
+use super::error::{LeaseError, LeaseErrorKind};
+use super::file_store::check_id;
+use super::liveness;
+use super::options::{Binding, LeaseRequest};
+use super::protocol::{self, Ctx, Grant, Released, Releaser, Request, SweepReport};
+use super::record::{HolderFacts, Lease, validate};
+use super::scope::{Scope, ttl_ok};
+use super::store::{CorruptEntry, Entry, LeaseStore, WriteFailed};
+use super::{Listing, service::LeaseService};
+use crate::server::{Server, ServerError};
+
+/// The `leaselock` component's migrations, in order (see [`Server::migrate`]).
+pub const MIGRATIONS: &[&str] = &["
+CREATE TABLE gapreg.lease_tokens (
+    ns text PRIMARY KEY,
+    last bigint NOT NULL CHECK (last >= 0)
+);
+CREATE TABLE gapreg.leases (
+    ns text NOT NULL,
+    id text NOT NULL,
+    token bigint NOT NULL CHECK (token > 0),
+    record text NOT NULL,
+    session_pid integer,
+    session_start bigint,
+    PRIMARY KEY (ns, id)
+);
+CREATE INDEX leases_token ON gapreg.leases (ns, token);
+CREATE TABLE gapreg.lease_paths (
+    ns text NOT NULL,
+    id text NOT NULL,
+    path text COLLATE \"C\" NOT NULL,
+    is_dir boolean NOT NULL,
+    FOREIGN KEY (ns, id) REFERENCES gapreg.leases (ns, id) ON DELETE CASCADE
+);
+CREATE INDEX lease_paths_path ON gapreg.lease_paths (ns, path);
+CREATE INDEX lease_paths_id ON gapreg.lease_paths (ns, id);
+"];
+
+/// The component name of these tables in `gapreg.schema_version`.
+pub const COMPONENT: &str = "leaselock";
+
+/// The longest namespace.
+const MAX_NAMESPACE: usize = 200;
+
+/// The leases of one namespace on a coordination server, for paths inside a local root.
+#[derive(Debug, Clone)]
+pub struct PgLeases {
+    server: Arc<Server>,
+    ns: String,
+    scope: Scope,
+    lock_key: i64,
+    channel: String,
+}
+
+/// A 64-bit FNV-1a hash: the advisory lock key and channel of a namespace (a collision only
+/// serializes two namespaces, it never mixes them).
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn server_error(e: ServerError) -> LeaseError {
+    LeaseError::new(LeaseErrorKind::Server { source: e })
+}
+
+impl PgLeases {
+    /// The leases of namespace `ns` on `server`, for paths inside `root` (an existing local
+    /// directory: paths are normalized against it and links under it refused). Creates or
+    /// migrates the tables when needed.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseErrorKind::Server`] when the server cannot be used, [`LeaseErrorKind::InvalidRequest`]
+    /// for an empty or overlong namespace.
+    pub fn open(
+        server: Arc<Server>,
+        ns: &str,
+        root: impl AsRef<Path>,
+    ) -> Result<PgLeases, LeaseError> {
+        if ns.is_empty() || ns.len() > MAX_NAMESPACE || ns.chars().any(char::is_control) {
+            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: format!(
+                    "namespace {ns:?} must be 1 to {MAX_NAMESPACE} bytes without control characters"
+                ),
+            }));
+        }
+        server
+            .migrate(COMPONENT, MIGRATIONS)
+            .map_err(server_error)?;
+        let hash = fnv(&format!("leaselock:{ns}"));
+        Ok(PgLeases {
+            scope: Scope::open(root.as_ref())?,
+            lock_key: i64::from_ne_bytes(hash.to_ne_bytes()),
+            channel: format!("gapreg_leases_{hash:016x}"),
+            ns: ns.to_owned(),
+            server,
+        })
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// Runs `step` in one transaction under the namespace's advisory lock, with the server's
+    /// clock; `scope` limits what a grant reads to the leases that could overlap it.
+    fn locked<T>(
+        &self,
+        scope: Option<&Request>,
+        mut step: impl FnMut(&mut PgStore<'_, '_>, &Ctx<'_>) -> Result<T, LeaseError>,
+    ) -> Result<T, LeaseError> {
+        self.server.transaction(false, |tx| {
+            let server = &*self.server;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])
+                .map_err(|e| server_error(server.error(e)))?;
+            let ms: i64 = tx
+                .query_one(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                    &[],
+                )
+                .map_err(|e| server_error(server.error(e)))?
+                .get(0);
+            let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            let dead = RefCell::new(BTreeSet::new());
+            let me = &self.scope.me;
+            let holder_dead = |facts: &HolderFacts| match &facts.session {
+                Some(key) => dead
+                    .borrow()
+                    .contains(key)
+                    .then(|| format!("its server session {key} has ended")),
+                None => liveness::holder_dead(facts, me),
+            };
+            let ctx = Ctx {
+                now,
+                margin: Duration::ZERO,
+                holder_dead: &holder_dead,
+            };
+            let mut store = PgStore {
+                tx,
+                leases: self,
+                scope,
+                loaded: None,
+                dead: &dead,
+                notify: false,
+            };
+            let value = step(&mut store, &ctx)?;
+            if store.notify {
+                store
+                    .tx
+                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
+                    .map_err(|e| server_error(server.error(e)))?;
+            }
+            Ok(value)
+        })
+    }
+
+    /// Grants the request if no live lease conflicts with it (see [`super::Leases::acquire`]);
+    /// with a [`LeaseRequest::wait`], waits for a release or an expiry, woken by the server.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::acquire`], and [`LeaseErrorKind::Server`].
+    pub fn acquire(&self, req: &LeaseRequest) -> Result<Grant, LeaseError> {
+        let request = self.scope.request(req)?;
+        let start = Instant::now();
+        let mut listening = false;
+        loop {
+            let session = match req.binding {
+                Binding::Session => Some(self.server.session().map_err(server_error)?.key()),
+                _ => None,
+            };
+            let facts = self.scope.facts_for(req.binding, session.as_deref())?;
+            let mut server_now = None;
+            let result = self.locked(Some(&request), |store, ctx| {
+                server_now = Some(ctx.now);
+                protocol::grant(store, &request, facts.clone(), ctx)
+            });
+            let Some(wait) = req.wait else {
+                return result;
+            };
+            let err = match result {
+                Err(e) if e.is_conflict() && start.elapsed() < wait => e,
+                other => return other,
+            };
+            if !listening {
+                // Listen first, then look again: a release between the refusal and the
+                // LISTEN would otherwise be missed.
+                self.server.listen(&self.channel).map_err(server_error)?;
+                listening = true;
+                continue;
+            }
+            let left = wait.saturating_sub(start.elapsed());
+            let first_expiry = err
+                .conflicts()
+                .iter()
+                .filter_map(|c| c.lease.as_ref())
+                .map(|l| l.expires_at)
+                .min();
+            let until_expiry = match (first_expiry, server_now) {
+                (Some(e), Some(now)) => e
+                    .duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .saturating_add(Duration::from_millis(5)),
+                _ => left,
+            };
+            self.server
+                .wait_notification(left.min(until_expiry))
+                .map_err(server_error)?;
+        }
+    }
+
+    /// Renews the lease `id` held by `holder` (see [`super::Leases::renew_id`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::renew_id`], and [`LeaseErrorKind::Server`].
+    pub fn renew_id(
+        &self,
+        id: &str,
+        holder: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Lease, LeaseError> {
+        check_id(id)?;
+        let ttl = ttl.map(ttl_ok).transpose()?;
+        self.locked(None, |store, ctx| {
+            let lease = protocol::current(store, id, holder, None)?;
+            protocol::renew(store, &lease, ttl, ctx)
+        })
+    }
+
+    /// Renews `lease` by its TTL (see [`super::Leases::renew`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::renew`], and [`LeaseErrorKind::Server`].
+    pub fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        self.locked(None, |store, ctx| protocol::renew(store, lease, None, ctx))
+    }
+
+    /// Releases `lease`, which must still be its holder's grant.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::release`], and [`LeaseErrorKind::Server`].
+    pub fn release(&self, lease: &Lease) -> Result<Released, LeaseError> {
+        self.locked(None, |store, _| {
+            protocol::release(
+                store,
+                &lease.id,
+                Releaser::Holder(&lease.holder, Some(lease.token)),
+            )
+        })
+    }
+
+    /// Releases the lease `id` on behalf of `holder`.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::release_id`], and [`LeaseErrorKind::Server`].
+    pub fn release_id(&self, id: &str, holder: &str) -> Result<Released, LeaseError> {
+        check_id(id)?;
+        self.locked(None, |store, _| {
+            protocol::release(store, id, Releaser::Holder(holder, None))
+        })
+    }
+
+    /// Removes the lease `id` whoever holds it, an unreadable one included.
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::force_release`], and [`LeaseErrorKind::Server`].
+    pub fn force_release(&self, id: &str) -> Result<Released, LeaseError> {
+        check_id(id)?;
+        self.locked(None, |store, _| {
+            protocol::release(store, id, Releaser::Force)
+        })
+    }
+
+    /// Every lease with its status (judged on the server's clock), and every unreadable row.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseErrorKind::Server`].
+    pub fn list(&self) -> Result<Listing, LeaseError> {
+        self.locked(None, |store, ctx| {
+            let mut listing = Listing::default();
+            for entry in protocol::entries(store)? {
+                match entry {
+                    Entry::Lease(lease) => {
+                        let status = ctx.judge(&lease);
+                        listing.leases.push((lease, status));
+                    }
+                    Entry::Corrupt(c) => listing.corrupt.push(c),
+                }
+            }
+            Ok(listing)
+        })
+    }
+
+    /// Removes every dead lease (see [`super::Leases::sweep`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseErrorKind::Server`].
+    pub fn sweep(&self) -> Result<SweepReport, LeaseError> {
+        self.locked(None, |store, ctx| protocol::sweep(store, ctx, false))
+    }
+
+    /// Like [`PgLeases::sweep`], also removing unreadable rows.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseErrorKind::Server`].
+    pub fn sweep_forced(&self) -> Result<SweepReport, LeaseError> {
+        self.locked(None, |store, ctx| protocol::sweep(store, ctx, true))
+    }
+
+    /// Checks that `lease` is still current (see [`super::Leases::verify`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`super::Leases::verify`], and [`LeaseErrorKind::Server`].
+    pub fn verify(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        self.locked(None, |store, ctx| protocol::verify(store, lease, ctx.now))
+    }
+
+    fn location_of(&self, id: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "postgres {} lease {}/{id}",
+            self.server.name(),
+            self.ns
+        ))
+    }
+}
+
+impl LeaseService for PgLeases {
+    fn acquire(&self, req: &LeaseRequest) -> Result<Grant, LeaseError> {
+        PgLeases::acquire(self, req)
+    }
+    fn renew_id(&self, id: &str, holder: &str, ttl: Option<Duration>) -> Result<Lease, LeaseError> {
+        PgLeases::renew_id(self, id, holder, ttl)
+    }
+    fn release_id(&self, id: &str, holder: &str) -> Result<Released, LeaseError> {
+        PgLeases::release_id(self, id, holder)
+    }
+    fn force_release(&self, id: &str) -> Result<Released, LeaseError> {
+        PgLeases::force_release(self, id)
+    }
+    fn list(&self) -> Result<Listing, LeaseError> {
+        PgLeases::list(self)
+    }
+    fn sweep(&self) -> Result<SweepReport, LeaseError> {
+        PgLeases::sweep(self)
+    }
+    fn sweep_forced(&self) -> Result<SweepReport, LeaseError> {
+        PgLeases::sweep_forced(self)
+    }
+    fn verify(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        PgLeases::verify(self, lease)
+    }
+    fn location(&self) -> String {
+        format!("postgres {} namespace {}", self.server.name(), self.ns)
+    }
+}
+
+/// The store of one transaction: rows of one namespace.
+pub(crate) struct PgStore<'t, 'c> {
+    tx: &'t mut Transaction<'c>,
+    leases: &'t PgLeases,
+    /// A grant's request: only leases whose paths could overlap it are read.
+    scope: Option<&'t Request>,
+    loaded: Option<Vec<Entry>>,
+    /// Sessions found ended while reading (the keys of [`HolderFacts::session`]).
+    dead: &'t RefCell<BTreeSet<String>>,
+    /// Whether a lease was removed (waiters are woken at commit).
+    notify: bool,
+}
+
+/// Every ancestor directory of `path` (`a/b/c`: `a/b`, `a`), and `path` itself.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rfind('/').map(|i| &p[..i]))
+}
+
+const SELECT: &str = "SELECT l.id, l.record, l.session_pid IS NULL OR EXISTS (
+    SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.session_pid
+      AND (extract(epoch FROM a.backend_start) * 1e6)::int8 = l.session_start)
+    FROM gapreg.leases l";
+
+impl PgStore<'_, '_> {
+    fn err(&self, e: postgres::Error) -> LeaseError {
+        server_error(self.leases.server.error(e))
+    }
+
+    fn entry(&self, row: &postgres::Row) -> Entry {
+        let id: String = row.get(0);
+        let record: String = row.get(1);
+        let alive: bool = row.get(2);
+        let decoded = serde_json::from_str::<Lease>(&record)
+            .map_err(|e| format!("it is not a valid lease record: {e}"))
+            .and_then(|lease| validate(&lease, &id).map(|()| lease));
+        match decoded {
+            Ok(lease) => {
+                if let (Some(key), false) = (&lease.facts.session, alive) {
+                    self.dead.borrow_mut().insert(key.clone());
+                }
+                Entry::Lease(lease)
+            }
+            Err(reason) => Entry::Corrupt(CorruptEntry {
+                path: self.leases.location_of(&id),
+                id,
+                reason,
+            }),
+        }
+    }
+
+    fn load(&mut self) -> Result<(), LeaseError> {
+        if self.loaded.is_some() {
+            return Ok(());
+        }
+        let ns = &self.leases.ns;
+        let rows = match self.scope.filter(|r| !r.dirs.iter().any(String::is_empty)) {
+            None => self
+                .tx
+                .query(&format!("{SELECT} WHERE l.ns = $1 ORDER BY l.id"), &[ns]),
+            Some(req) => {
+                let paths: Vec<&str> = req.files.iter().chain(&req.dirs).map(String::as_str).collect();
+                let mut above: Vec<&str> = paths.iter().flat_map(|p| ancestors(p)).collect();
+                above.push("");
+                above.sort_unstable();
+                above.dedup();
+                let under: Vec<String> = req.dirs.iter().map(|d| format!("{d}/")).collect();
+                // A lease overlaps the request when one of its paths is one of the request's,
+                // a directory above one of them, or lies under one of the request's
+                // directories: `path` in [d/, d0) is everything under d/ ('0' follows '/').
+                self.tx.query(
+                    &format!(
+                        "{SELECT} WHERE l.ns = $1 AND l.id IN (
+                            SELECT p.id FROM gapreg.lease_paths p
+                             WHERE p.ns = $1 AND (p.path = ANY($2) OR (p.is_dir AND p.path = ANY($3)))
+                            UNION
+                            SELECT p.id FROM gapreg.lease_paths p, unnest($4::text[]) d
+                             WHERE p.ns = $1 AND p.path >= d
+                               AND p.path < left(d, -1) || '0'
+                        ) ORDER BY l.id"
+                    ),
+                    &[ns, &paths, &above, &under],
+                )
+            }
+        }
+        .map_err(|e| self.err(e))?;
+        let entries = rows.iter().map(|r| self.entry(r)).collect();
+        self.loaded = Some(entries);
+        Ok(())
+    }
+}
+
+impl LeaseStore for PgStore<'_, '_> {
+    fn entries(&mut self) -> Result<Vec<&Entry>, LeaseError> {
+        self.load()?;
+        Ok(self.loaded.iter().flatten().collect())
+    }
+
+    fn get(&mut self, id: &str) -> Result<Option<Entry>, LeaseError> {
+        let row = self
+            .tx
+            .query_opt(
+                &format!("{SELECT} WHERE l.ns = $1 AND l.id = $2"),
+                &[&self.leases.ns, &id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| self.entry(&r)))
+    }
+
+    fn put(&mut self, lease: &Lease) -> Result<(), WriteFailed> {
+        let record = String::from_utf8(lease.to_payload()?).map_err(|e| {
+            LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: format!("the lease cannot be encoded: {e}"),
+            })
+        })?;
+        let (pid, start) = match lease
+            .facts
+            .session
+            .as_deref()
+            .and_then(|k| k.split_once('@'))
+        {
+            Some((pid, start)) => (pid.parse::<i32>().ok(), start.parse::<i64>().ok()),
+            None => (None, None),
+        };
+        let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
+        let inserted: bool = self
+            .tx
+            .query_one(
+                "INSERT INTO gapreg.leases (ns, id, token, record, session_pid, session_start)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (ns, id) DO UPDATE SET record = $4, token = $3
+                 RETURNING xmax = 0",
+                &[&self.leases.ns, &lease.id, &token, &record, &pid, &start],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0);
+        if inserted {
+            let paths: Vec<&str> = lease
+                .files
+                .iter()
+                .chain(&lease.dirs)
+                .map(String::as_str)
+                .collect();
+            let dirs: Vec<bool> = lease
+                .files
+                .iter()
+                .map(|_| false)
+                .chain(lease.dirs.iter().map(|_| true))
+                .collect();
+            self.tx
+                .execute(
+                    "INSERT INTO gapreg.lease_paths (ns, id, path, is_dir)
+                     SELECT $1, $2, p, d FROM unnest($3::text[], $4::bool[]) AS t(p, d)",
+                    &[&self.leases.ns, &lease.id, &paths, &dirs],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &str) -> Result<bool, LeaseError> {
+        let n = self
+            .tx
+            .execute(
+                "DELETE FROM gapreg.leases WHERE ns = $1 AND id = $2",
+                &[&self.leases.ns, &id],
+            )
+            .map_err(|e| self.err(e))?;
+        self.notify |= n > 0;
+        Ok(n > 0)
+    }
+
+    fn sync(&mut self) -> Result<(), LeaseError> {
+        // Durable at commit (synchronous).
+        Ok(())
+    }
+
+    fn next_token(&mut self) -> Result<u64, LeaseError> {
+        let last: i64 = self
+            .tx
+            .query_one(
+                "INSERT INTO gapreg.lease_tokens AS t (ns, last)
+                 VALUES ($1, 1 + coalesce((SELECT max(token) FROM gapreg.leases WHERE ns = $1), 0))
+                 ON CONFLICT (ns) DO UPDATE SET last = 1 + greatest(t.last,
+                     coalesce((SELECT max(token) FROM gapreg.leases WHERE ns = $1), 0))
+                 RETURNING last",
+                &[&self.leases.ns],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0);
+        u64::try_from(last).map_err(|_| {
+            LeaseError::corrupt(
+                self.leases.location_of("lease_tokens"),
+                format!("the fencing-token counter is {last}"),
+            )
+        })
+    }
+
+    fn location(&self, id: &str) -> PathBuf {
+        self.leases.location_of(id)
+    }
+}

@@ -1,0 +1,624 @@
+//! The coordination server: one PostgreSQL connection that many machines' processes share
+//! state through (leases here, id counters and claims in the crates above). Behind the
+//! `postgres` feature.
+//!
+//! - **Addresses** are libpq-style URLs, `postgres://user@host:port/database`. The database
+//!   must exist; the tool makes its own schema (`gapreg`) in it ([`Server::migrate`]). A
+//!   password comes from the URL only when the caller got the URL from the environment; else
+//!   from `PGPASSWORD` or the password file (`PGPASSFILE`, `~/.pgpass`). It is never printed:
+//!   [`Server::name`] is `user@host:port/database`.
+//! - **Durability.** Every session runs with `synchronous_commit=on`, whatever the server's
+//!   default: a commit that returns is on the server's disk.
+//! - **Waiting.** A call waits at most [`Server::wait`]: connecting (retried while the server
+//!   is down or starting), and for locks on the server (`lock_timeout`). Past it the call
+//!   fails with [`ServerErrorKind::Unreachable`] or [`ServerErrorKind::Timeout`]
+//!   ([`crate::ErrorClass::Busy`]), never hangs, and never falls back to local state.
+//! - **Faults.** A transaction whose connection is lost before its commit was sent was rolled
+//!   back by the server: it is run again on a new connection, within the wait. A connection
+//!   lost *during* the commit leaves the outcome unknown: [`ServerErrorKind::Outcome`], unless
+//!   the caller said a retry is safe (an id reservation: a retry can leave a hole, never a
+//!   duplicate).
+//!
+//! ```no_run
+//! use leaselock::server::Server;
+//! use std::time::Duration;
+//!
+//! let server = Server::connect("postgres://agent@db.example:5432/coord", Duration::from_secs(5))?;
+//! let n: i64 = server.transaction(false, |tx| {
+//!     Ok::<_, leaselock::server::ServerError>(tx.query_one("SELECT 1::int8", &[]).map_err(|e| server.error(e))?.get(0))
+//! })?;
+//! assert_eq!(n, 1);
+//! # Ok::<(), leaselock::server::ServerError>(())
+//! ```
+
+mod error;
+mod password;
+mod schema;
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Transaction};
+
+pub use error::{ServerError, ServerErrorKind};
+pub use schema::{SCHEMA, SchemaState};
+
+/// The PostgreSQL session a connection is: its backend's pid and start time (a pid alone can
+/// be reused by a later session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// `pg_backend_pid()`.
+    pub pid: i32,
+    /// The backend's start, in microseconds since the Unix epoch.
+    pub started_us: i64,
+}
+
+impl Session {
+    /// The session as text, `<pid>@<start µs>`, as recorded in leases bound to it.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.pid, self.started_us)
+    }
+}
+
+/// How one attempt at a transaction ended.
+enum Attempt<T, E> {
+    Done(T),
+    /// Failed before `step` ran (or setting it up).
+    Before(postgres::Error),
+    /// `step` failed.
+    Step(E),
+    /// The commit failed.
+    Commit(postgres::Error),
+}
+
+/// One open connection and what is known about it.
+struct Conn {
+    client: Client,
+    session: Session,
+    listening: BTreeSet<String>,
+}
+
+/// A connection to the coordination server, opened lazily and again after a loss. Cheap to
+/// share behind an `Arc`; one call at a time uses the connection.
+pub struct Server {
+    config: postgres::Config,
+    name: String,
+    wait: Duration,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest a URL may be.
+const MAX_URL: usize = 4096;
+
+impl Server {
+    /// The server at `url`, connected within `wait` (retried while it is down).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerErrorKind::BadUrl`] for an unusable address, [`ServerErrorKind::Unreachable`],
+    /// [`ServerErrorKind::Auth`], [`ServerErrorKind::NoDatabase`].
+    pub fn connect(url: &str, wait: Duration) -> Result<Server, ServerError> {
+        let server = Server::new(url, wait)?;
+        let start = Instant::now();
+        drop(server.conn(start)?);
+        Ok(server)
+    }
+
+    /// The server at `url`, not connected yet (the first call connects).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerErrorKind::BadUrl`] for an unusable address.
+    pub fn new(url: &str, wait: Duration) -> Result<Server, ServerError> {
+        let (config, name) = parse(url)?;
+        Ok(Server {
+            config,
+            name,
+            wait,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// The same server with another wait.
+    pub fn with_wait(mut self, wait: Duration) -> Server {
+        self.wait = wait;
+        self
+    }
+
+    /// The server as `user@host:port/database`, for messages (never with a password).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long a call may wait for the server.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// This connection's session (connecting if needed). A lease bound to it dies with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::connect`].
+    pub fn session(&self) -> Result<Session, ServerError> {
+        Ok(self.conn(Instant::now())?.as_ref().map_or(
+            Session {
+                pid: 0,
+                started_us: 0,
+            },
+            |c| c.session,
+        ))
+    }
+
+    /// `e`, classified, naming this server.
+    pub fn error(&self, e: postgres::Error) -> ServerError {
+        self.classify(e, Duration::ZERO)
+    }
+
+    fn classify(&self, e: postgres::Error, waited: Duration) -> ServerError {
+        let server = self.name.clone();
+        let code = e.code().cloned();
+        let reason = describe(&e);
+        match code {
+            Some(c)
+                if c == SqlState::INVALID_PASSWORD
+                    || c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                ServerError::new(ServerErrorKind::Auth {
+                    server,
+                    user: self.config.get_user().unwrap_or_default().to_owned(),
+                    reason,
+                })
+            }
+            Some(c) if c == SqlState::INVALID_CATALOG_NAME => {
+                ServerError::new(ServerErrorKind::NoDatabase {
+                    server,
+                    database: self.config.get_dbname().unwrap_or_default().to_owned(),
+                })
+            }
+            Some(c) if c == SqlState::LOCK_NOT_AVAILABLE || c == SqlState::QUERY_CANCELED => {
+                ServerError::new(ServerErrorKind::Timeout {
+                    server,
+                    waited: waited.max(self.wait),
+                })
+            }
+            Some(c) if is_unavailable(&c) => ServerError::new(ServerErrorKind::Unreachable {
+                server,
+                waited,
+                reason,
+            }),
+            None if e.is_closed() || e.as_db_error().is_none() && is_io(&e) => {
+                ServerError::new(ServerErrorKind::Unreachable {
+                    server,
+                    waited,
+                    reason,
+                })
+            }
+            _ => ServerError::new(ServerErrorKind::Sql { server, source: e }),
+        }
+    }
+
+    /// The open connection, connecting (retried until the wait from `start` runs out) if
+    /// there is none or it was lost.
+    fn conn(&self, start: Instant) -> Result<MutexGuard<'_, Option<Conn>>, ServerError> {
+        // A panic while the connection was in use leaves at worst a broken connection, which
+        // is checked below.
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_some_and(|c| c.client.is_closed()) {
+            *guard = None;
+        }
+        if guard.is_some() {
+            return Ok(guard);
+        }
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let left = self.wait.saturating_sub(start.elapsed());
+            let mut config = self.config.clone();
+            config.connect_timeout(left.max(Duration::from_millis(200)));
+            // Locks on the server wait at most the handle's wait (whole milliseconds, at
+            // least one: zero would mean "wait forever").
+            let lock_ms = u64::try_from(self.wait.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let options = format!(
+                "{} -c lock_timeout={lock_ms}",
+                self.config.get_options().unwrap_or_default()
+            );
+            config.options(&options);
+            let err = match config.connect(NoTls).and_then(|mut client| {
+                let row = client.query_one(
+                    "SELECT pg_backend_pid(), (extract(epoch FROM backend_start) * 1e6)::int8 \
+                     FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                    &[],
+                )?;
+                Ok((client, row))
+            }) {
+                Ok((client, row)) => {
+                    *guard = Some(Conn {
+                        client,
+                        session: Session {
+                            pid: row.get(0),
+                            started_us: row.get(1),
+                        },
+                        listening: BTreeSet::new(),
+                    });
+                    return Ok(guard);
+                }
+                Err(e) => self.classify(e, start.elapsed()),
+            };
+            let retry = matches!(err.kind(), ServerErrorKind::Unreachable { .. });
+            let left = self.wait.saturating_sub(start.elapsed());
+            if !retry || left.is_zero() {
+                return Err(match err.kind() {
+                    ServerErrorKind::Unreachable { reason, .. } => {
+                        ServerError::new(ServerErrorKind::Unreachable {
+                            server: self.name.clone(),
+                            waited: start.elapsed(),
+                            reason: reason.clone(),
+                        })
+                    }
+                    _ => err,
+                });
+            }
+            std::thread::sleep(backoff.min(left));
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Runs `step` in one transaction and commits it, waiting for the server as
+    /// [`Server::wait`] allows. `step` may run more than once: again on a new connection when
+    /// the connection was lost before the commit was sent (the server rolled it back), and —
+    /// only if `retry_unknown` — when it was lost during the commit (the first attempt may
+    /// have committed too: only for changes whose repetition is harmless, such as reserving
+    /// fresh ids). Locks taken in `step` wait at most the handle's wait (`lock_timeout`).
+    ///
+    /// # Errors
+    ///
+    /// `step`'s error (the transaction is rolled back), or the server's, converted.
+    pub fn transaction<T, E: From<ServerError>>(
+        &self,
+        retry_unknown: bool,
+        mut step: impl FnMut(&mut Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let start = Instant::now();
+        loop {
+            let mut guard = self.conn(start)?;
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            let attempt = match conn.client.transaction() {
+                Err(e) => Attempt::Before(e),
+                Ok(mut tx) => match step(&mut tx) {
+                    // Dropping `tx` rolls it back.
+                    Err(e) => Attempt::Step(e),
+                    Ok(value) => match tx.commit() {
+                        Ok(()) => Attempt::Done(value),
+                        Err(e) => Attempt::Commit(e),
+                    },
+                },
+            };
+            let lost = conn.client.is_closed();
+            let time_left = start.elapsed() < self.wait;
+            match attempt {
+                Attempt::Done(value) => return Ok(value),
+                // Lost before the commit was sent: the server rolled it back.
+                Attempt::Before(_) | Attempt::Step(_) if lost && time_left => {
+                    *guard = None;
+                }
+                Attempt::Step(e) => return Err(e),
+                Attempt::Before(e) => return Err(self.classify(e, start.elapsed()).into()),
+                Attempt::Commit(_) if lost && retry_unknown && time_left => {
+                    *guard = None;
+                }
+                Attempt::Commit(e) if lost => {
+                    *guard = None;
+                    return Err(ServerError::new(ServerErrorKind::Outcome {
+                        server: self.name.clone(),
+                        reason: describe(&e),
+                    })
+                    .into());
+                }
+                Attempt::Commit(e) => return Err(self.classify(e, start.elapsed()).into()),
+            }
+        }
+    }
+
+    /// Runs `step` on the connection outside a transaction (each statement commits by
+    /// itself), with the same waiting and reconnecting as [`Server::transaction`]: `step` runs
+    /// again on a new connection when the connection was lost, but only if `retry_unknown`
+    /// (the lost statement may have committed). For one-statement changes, which cost one
+    /// round trip this way instead of three.
+    ///
+    /// # Errors
+    ///
+    /// `step`'s error, or [`ServerErrorKind::Outcome`] when the connection was lost under a
+    /// step that may not be repeated.
+    pub fn run<T, E: From<ServerError>>(
+        &self,
+        retry_unknown: bool,
+        mut step: impl FnMut(&mut Client) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let start = Instant::now();
+        loop {
+            let mut guard = self.conn(start)?;
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            match step(&mut conn.client) {
+                Ok(value) => return Ok(value),
+                Err(e) if conn.client.is_closed() => {
+                    *guard = None;
+                    if !(retry_unknown && start.elapsed() < self.wait) {
+                        let _ = e;
+                        return Err(ServerError::new(ServerErrorKind::Outcome {
+                            server: self.name.clone(),
+                            reason: "the connection closed".to_owned(),
+                        })
+                        .into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts listening on `channel` (once per connection), so a later
+    /// [`Server::wait_notification`] sees every notification sent from now on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::connect`].
+    pub fn listen(&self, channel: &str) -> Result<(), ServerError> {
+        let mut guard = self.conn(Instant::now())?;
+        let Some(conn) = guard.as_mut() else {
+            return Ok(());
+        };
+        if !conn.listening.contains(channel) {
+            conn.client
+                .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
+                .map_err(|e| self.error(e))?;
+            conn.listening.insert(channel.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a notification on a channel [`Server::listen`] started;
+    /// `true` if one came (or the connection was lost, so the caller looks again).
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::connect`].
+    pub fn wait_notification(&self, timeout: Duration) -> Result<bool, ServerError> {
+        let mut guard = self.conn(Instant::now())?;
+        let Some(conn) = guard.as_mut() else {
+            return Ok(true);
+        };
+        let got = {
+            let mut notes = conn.client.notifications();
+            let mut iter = notes.timeout_iter(timeout);
+            fallible_iterator::FallibleIterator::next(&mut iter).map(|n| n.is_some())
+        };
+        match got {
+            Ok(true) => {
+                // Drain what else is queued: one wake-up per wait.
+                let mut notes = conn.client.notifications();
+                let mut rest = notes.iter();
+                while let Ok(Some(_)) = fallible_iterator::FallibleIterator::next(&mut rest) {}
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(_) => {
+                *guard = None;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Whether `code` means the server is not available (starting, stopping, crashed, or the
+/// connection is gone): worth trying again.
+fn is_unavailable(code: &SqlState) -> bool {
+    code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+}
+
+/// Whether `e` comes from the network (refused, reset, timed out) rather than the server.
+fn is_io(e: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    e.to_string().contains("timed out") || e.to_string().contains("connection")
+}
+
+/// `e` with its causes, in one line.
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The client configuration and the display name of `url`.
+fn parse(url: &str) -> Result<(postgres::Config, String), ServerError> {
+    let bad = |reason: &str| {
+        ServerError::new(ServerErrorKind::BadUrl {
+            url: redact(url),
+            reason: reason.to_owned(),
+        })
+    };
+    if url.len() > MAX_URL || url.chars().any(char::is_control) {
+        return Err(bad(
+            "it is longer than 4096 bytes or holds control characters",
+        ));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(bad(
+            "it must be a URL like postgres://user@host:5432/database",
+        ));
+    }
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| bad(&e.to_string()))?;
+    if config.get_hosts().is_empty() {
+        return Err(bad("it names no host"));
+    }
+    let Some(db) = config.get_dbname().map(str::to_owned) else {
+        return Err(bad(
+            "it names no database (postgres://user@host:5432/database)",
+        ));
+    };
+    let user = match config.get_user() {
+        Some(u) => u.to_owned(),
+        None => {
+            let u = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .map_err(|_| bad("it names no user, and neither PGUSER nor USER is set"))?;
+            config.user(&u);
+            u
+        }
+    };
+    if !matches!(
+        config.get_ssl_mode(),
+        postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer
+    ) {
+        return Err(bad(
+            "it asks for TLS (sslmode=require), which this build does not have; use a \
+             server on a private network or loopback",
+        ));
+    }
+    config.ssl_mode(postgres::config::SslMode::Disable);
+    let host = match &config.get_hosts()[0] {
+        postgres::config::Host::Tcp(h) => h.clone(),
+        postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    if config.get_password().is_none() {
+        if let Some(pw) = password::lookup(&host, port, &db, &user) {
+            config.password(pw);
+        }
+    }
+    let options = match config.get_options() {
+        Some(o) => format!("{o} -c synchronous_commit=on"),
+        None => "-c synchronous_commit=on".to_owned(),
+    };
+    // The lock wait is added at each connect (it is the handle's wait).
+    config.options(&options);
+    if config.get_application_name().is_none() {
+        config.application_name("gapreg");
+    }
+    config.keepalives_idle(Duration::from_secs(30));
+    let name = format!("{user}@{host}:{port}/{db}");
+    Ok((config, name))
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let tail = redact_query(tail);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{}", redact_query(tail)),
+    }
+}
+
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***".to_owned()
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_passwords_never_shown() {
+        let (_, name) = parse("postgres://me:secret@db.example:6543/coord").expect("parses");
+        assert_eq!(name, "me@db.example:6543/coord");
+        assert_eq!(
+            redact("postgres://me:secret@db.example/coord?password=x&a=b"),
+            "postgres://me@db.example/coord?password=***&a=b"
+        );
+        for bad in [
+            "mysql://me@h/db",
+            "postgres://me@h",
+            "postgres://me@h/db?sslmode=require",
+            "host=h dbname=d",
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(
+                matches!(e.kind(), ServerErrorKind::BadUrl { .. }),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse("postgres://me:secret@h/db?sslmode=require").expect_err("tls");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn a_server_that_is_not_there_fails_within_the_wait_as_busy() {
+        // A loopback port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let start = Instant::now();
+        let e = Server::connect(
+            &format!("postgres://me@127.0.0.1:{port}/db"),
+            Duration::from_millis(600),
+        )
+        .expect_err("nobody listens");
+        let took = start.elapsed();
+        assert_eq!(e.class(), crate::ErrorClass::Busy, "{e}");
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+}

@@ -1,0 +1,155 @@
+//! The schema on the coordination server: one PostgreSQL schema, [`SCHEMA`], holding every
+//! crate's tables, and `gapreg.schema_version`, one row per component (`leaselock`,
+//! `gapreg`) with the number of its migrations applied. Each crate owns its migrations; they
+//! run in order, under one advisory lock, so two first users never race, and a server whose
+//! schema is newer than this build is refused rather than used.
+
+use postgres::error::SqlState;
+
+use super::{Server, ServerError, ServerErrorKind};
+
+/// The PostgreSQL schema the tool keeps its tables in.
+pub const SCHEMA: &str = "gapreg";
+
+/// The advisory lock every migration holds (an arbitrary constant: "gapreg" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0000_6761_7072_6567;
+
+/// What a component's schema on the server is, against what this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaState {
+    /// Not created yet (the first use creates it).
+    Missing,
+    /// At `version`, older than this build's `known`: the next use migrates it.
+    Older {
+        /// The version on the server.
+        version: i32,
+        /// The version this build knows.
+        known: i32,
+    },
+    /// At the version this build knows.
+    Current {
+        /// The version.
+        version: i32,
+    },
+    /// Newer than this build: refused.
+    Newer {
+        /// The version on the server.
+        version: i32,
+        /// The version this build knows.
+        known: i32,
+    },
+}
+
+impl Server {
+    /// `component`'s schema state, against `known` migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::transaction`].
+    pub fn schema_state(&self, component: &str, known: usize) -> Result<SchemaState, ServerError> {
+        let known = i32::try_from(known).unwrap_or(i32::MAX);
+        let version = self.transaction(false, |tx| {
+            let exists: bool = tx
+                .query_one(
+                    "SELECT to_regclass('gapreg.schema_version') IS NOT NULL",
+                    &[],
+                )
+                .map_err(|e| self.error(e))?
+                .get(0);
+            if !exists {
+                return Ok::<_, ServerError>(None);
+            }
+            let row = tx
+                .query_opt(
+                    "SELECT version FROM gapreg.schema_version WHERE component = $1",
+                    &[&component],
+                )
+                .map_err(|e| self.error(e))?;
+            Ok(row.map(|r| r.get::<_, i32>(0)))
+        })?;
+        Ok(match version {
+            None => SchemaState::Missing,
+            Some(v) if v < known => SchemaState::Older { version: v, known },
+            Some(v) if v == known => SchemaState::Current { version: v },
+            Some(v) => SchemaState::Newer { version: v, known },
+        })
+    }
+
+    /// Brings `component`'s tables to the last of `migrations` (SQL scripts, applied in
+    /// order, each once), under an advisory lock. A no-op (one query) when they are current.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerErrorKind::Schema`] when the server's schema is newer than `migrations`; the
+    /// server's errors otherwise.
+    pub fn migrate(&self, component: &str, migrations: &[&str]) -> Result<(), ServerError> {
+        match self.schema_state(component, migrations.len())? {
+            SchemaState::Current { .. } => return Ok(()),
+            SchemaState::Newer { version, known } => {
+                return Err(self.newer(component, version, known));
+            }
+            _ => {}
+        }
+        self.transaction(false, |tx| {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .map_err(|e| self.error(e))?;
+            tx.batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS gapreg;
+                 CREATE TABLE IF NOT EXISTS gapreg.schema_version (
+                     component text PRIMARY KEY,
+                     version integer NOT NULL CHECK (version >= 0),
+                     migrated_at timestamptz NOT NULL DEFAULT now()
+                 );",
+            )
+            .map_err(|e| self.error(e))?;
+            let version: i32 = tx
+                .query_opt(
+                    "SELECT version FROM gapreg.schema_version WHERE component = $1",
+                    &[&component],
+                )
+                .map_err(|e| self.error(e))?
+                .map_or(0, |r| r.get(0));
+            let from = usize::try_from(version).unwrap_or(usize::MAX);
+            if from > migrations.len() {
+                let known = i32::try_from(migrations.len()).unwrap_or(i32::MAX);
+                return Err(self.newer(component, version, known));
+            }
+            for script in &migrations[from..] {
+                tx.batch_execute(script).map_err(|e| self.error(e))?;
+            }
+            let to = i32::try_from(migrations.len()).unwrap_or(i32::MAX);
+            tx.execute(
+                "INSERT INTO gapreg.schema_version (component, version) VALUES ($1, $2)
+                 ON CONFLICT (component) DO UPDATE SET version = $2, migrated_at = now()",
+                &[&component, &to],
+            )
+            .map_err(|e| self.error(e))?;
+            Ok(())
+        })
+        .map_err(|e| match e.kind() {
+            ServerErrorKind::Sql { source, .. }
+                if source.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                ServerError::new(ServerErrorKind::Schema {
+                    server: self.name.clone(),
+                    reason: format!(
+                        "the user may not create the {SCHEMA} schema or its tables; grant it \
+                         CREATE on the database, or have its owner run the first use once"
+                    ),
+                })
+            }
+            _ => e,
+        })
+    }
+
+    fn newer(&self, component: &str, version: i32, known: i32) -> ServerError {
+        ServerError::new(ServerErrorKind::Schema {
+            server: self.name.clone(),
+            reason: format!(
+                "{component}'s tables are at version {version}, newer than this build knows \
+                 ({known}); upgrade gapreg on this machine"
+            ),
+        })
+    }
+}
