@@ -27,9 +27,9 @@ fn this_program(sub: &str) -> Result<Program> {
 
 /// `gapreg demo --agents N`: the registry is removed after a run that passed, and kept for
 /// inspection otherwise.
-pub fn run(agents: u32) -> Result {
+pub fn run(agents: u32, coordination: Option<&str>) -> Result {
     let dir = scratch_dir()?;
-    let outcome = run_agents_in(&dir, agents);
+    let outcome = run_agents_in(&dir, agents, coordination);
     match &outcome {
         Ok(()) => std::fs::remove_dir_all(&dir)?,
         Err(_) => eprint_escaped(&format!(
@@ -40,15 +40,39 @@ pub fn run(agents: u32) -> Result {
     outcome
 }
 
-fn run_agents_in(repo: &Path, agents: u32) -> Result {
-    let registry = agents::prepare(repo)?;
+fn run_agents_in(repo: &Path, agents: u32, coordination: Option<&str>) -> Result {
+    let registries = match coordination {
+        #[cfg(feature = "postgres")]
+        Some(url) => agents::prepare_clones(repo, url)?,
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => return Err("this build has no PostgreSQL backend (feature `postgres`)".into()),
+        None => vec![agents::prepare(repo)?],
+    };
+    let registry = &registries[0];
+    let repos: Vec<PathBuf> = registries
+        .iter()
+        .map(|r| {
+            r.dir()
+                .parent()
+                .map_or_else(|| repo.to_path_buf(), Path::to_path_buf)
+        })
+        .collect();
+    let repos: Vec<&Path> = repos.iter().map(PathBuf::as_path).collect();
     eprint_escaped(&format!(
-        "gapreg: demo registry {}; starting {agents} agent processes",
-        registry.dir().display()
+        "gapreg: demo registry {}; starting {agents} agent processes{}",
+        registry.dir().display(),
+        match coordination {
+            Some(url) => format!(
+                " from {} clones sharing the coordination server {}",
+                repos.len(),
+                gapreg::leaselock::server::redact(url)
+            ),
+            None => String::new(),
+        }
     ));
     let fancy = fancy_stderr();
     let started = Instant::now();
-    let reports = agents::run_agents(&this_program("demo-agent")?, repo, agents, |done| {
+    let reports = agents::run_agents(&this_program("demo-agent")?, &repos, agents, |done| {
         if fancy {
             // Progress only; a failure to show it is no failure of the demo.
             let _ = write!(
@@ -64,7 +88,7 @@ fn run_agents_in(repo: &Path, agents: u32) -> Result {
     let elapsed = started.elapsed();
 
     let mut text = escape_text(&registry.render()?).into_owned();
-    let verification = gapreg_demo::verify(&registry, &reports, agents)?;
+    let verification = gapreg_demo::verify(&registries, &reports, agents)?;
     text.push_str(&format!(
         "\n## Verification ({agents} agents, {elapsed:.1?})\n\n"
     ));

@@ -183,6 +183,11 @@ enum Command {
         /// Number of concurrent agent processes.
         #[arg(long, default_value_t = 8)]
         agents: u32,
+        /// Run the agents from two git clones, as two machines, sharing this PostgreSQL
+        /// server (postgres://user@host:port/database; the password from PGPASSWORD or
+        /// ~/.pgpass), and verify across both.
+        #[arg(long, value_name = "URL")]
+        coordination: Option<String>,
     },
     /// An agent process of `demo` (internal).
     #[command(hide = true)]
@@ -342,7 +347,10 @@ fn run(global: &Global, out: Output, command: Command) -> Result {
                 Ok(())
             })?)
         }
-        Command::Demo { agents } => demo::run(agents),
+        Command::Demo {
+            agents,
+            coordination,
+        } => demo::run(agents, coordination.as_deref()),
         Command::DemoAgent { name, repo } => demo::agent(&name, &repo),
         Command::DemoWrite { workers, updates } => demo::write(workers, updates),
         Command::DemoWorker { role, path, count } => demo::worker(&role, &path, count),

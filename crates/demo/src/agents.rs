@@ -103,8 +103,63 @@ pub fn prepare(repo: &Path) -> Result<Registry> {
     Ok(registry)
 }
 
+/// Creates the demo's registry with its coordination state on the server at `url`, in two
+/// git clones of one repository under `base` (`a`, and `b` cloned from it), as two machines
+/// would have: the registry and its loop are made and committed in `a`, `b` is a `git clone`,
+/// and each clone is given the server (`coordination.url`, as `gapreg coordination set`).
+/// Returns both clones' registries.
+#[cfg(feature = "postgres")]
+pub fn prepare_clones(base: &Path, url: &str) -> Result<Vec<Registry>> {
+    let a = base.join("a");
+    let b = base.join("b");
+    std::fs::create_dir_all(&a).map_err(Error::io("create the demo repository"))?;
+    git(base, &["init", "-q", "a"])?;
+    let registry = prepare(&a)?;
+    registry.set_coordination_url(url)?;
+    let registry = registry.switch_coordination(gapreg::Backend::Postgres)?;
+    git(&a, &["add", "-A"])?;
+    git(
+        &a,
+        &[
+            "-c",
+            "user.name=demo",
+            "-c",
+            "user.email=demo@localhost",
+            "commit",
+            "-qm",
+            "demo registry",
+        ],
+    )?;
+    git(base, &["clone", "-q", "a", "b"])?;
+    let clone = Registry::open(b.join(gapreg::REGISTRY_DIR))?;
+    clone.set_coordination_url(url)?;
+    Ok(vec![
+        registry,
+        Registry::open(b.join(gapreg::REGISTRY_DIR))?,
+    ])
+}
+
+/// Runs `git args` in `dir`.
+#[cfg(feature = "postgres")]
+fn git(dir: &Path, args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(Error::io("run git (the two-clone demo needs it)"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::AgentsFailed {
+            total: 1,
+            failed: vec![format!("git {}: {status}", args.join(" "))],
+        })
+    }
+}
+
 /// Starts `agents` processes at once, `program` followed by the agent's name (`CC-1`, …)
-/// and `repo`, each of which must run [`agent`] and print its [`Report::line`] on stdout.
+/// and its repository (the agents take `repos` in turn: one clone per machine), each of which must run [`agent`] and print its [`Report::line`] on stdout.
 /// Waits for every one (even after one failed, so none is left running), calling `finished`
 /// with the number done so far, and returns their reports.
 ///
@@ -114,7 +169,7 @@ pub fn prepare(repo: &Path) -> Result<Registry> {
 /// be started or waited for; [`Error::Report`] for a report line that is not valid.
 pub fn run_agents(
     program: &Program,
-    repo: &Path,
+    repos: &[&Path],
     agents: u32,
     mut finished: impl FnMut(usize),
 ) -> Result<Vec<Report>> {
@@ -123,7 +178,7 @@ pub fn run_agents(
             program
                 .command()
                 .arg(format!("CC-{}", i + 1))
-                .arg(repo)
+                .arg(repos[i as usize % repos.len().max(1)])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .spawn()

@@ -43,7 +43,10 @@ fn check(passed: bool, what: impl Into<String>) -> Check {
 /// conflicting leases (by [`Lease::conflicts_with`](gapreg::leaselock::lease::Lease::conflicts_with))
 /// were held at the same time, and fencing tokens are unique; no gap was claimed by two
 /// agents, and each claimed gap is still held by its claimer or complete.
-pub fn verify(registry: &Registry, reports: &[Report], agents: u32) -> Result<Verification> {
+///
+/// With several clones (`registries`, one per machine sharing a coordination server), the
+/// gaps are those of every clone together: an id filed in two clones is a duplicate.
+pub fn verify(registries: &[Registry], reports: &[Report], agents: u32) -> Result<Verification> {
     let mut checks = Vec::new();
     let reserved: Vec<&String> = reports.iter().flat_map(|r| &r.reserved).collect();
     let distinct: BTreeSet<&String> = reserved.iter().copied().collect();
@@ -57,7 +60,10 @@ pub fn verify(registry: &Registry, reports: &[Report], agents: u32) -> Result<Ve
     ));
 
     let filed: Vec<&String> = reports.iter().flat_map(|r| &r.filed).collect();
-    let listed = registry.list(&gapreg::Filter::default())?;
+    let mut listed = Vec::new();
+    for registry in registries {
+        listed.extend(registry.list(&gapreg::Filter::default())?);
+    }
     let present: BTreeSet<&str> = listed.iter().map(|g| g.id.as_str()).collect();
     let all_present = filed.iter().all(|id| present.contains(id.as_str()));
     let filed_set: BTreeSet<&String> = filed.iter().copied().collect();
@@ -101,10 +107,12 @@ pub fn verify(registry: &Registry, reports: &[Report], agents: u32) -> Result<Ve
     }
     let single = claimers.values().all(|agents| agents.len() == 1);
     let consistent = claimers.iter().all(|(id, agents)| {
-        registry
-            .show(id)
-            .map(|g| g.claimed_by.as_deref() == Some(agents[0]) || g.status == Status::Complete)
-            .unwrap_or(false)
+        registries.iter().any(|registry| {
+            registry
+                .show(id)
+                .map(|g| g.claimed_by.as_deref() == Some(agents[0]) || g.status == Status::Complete)
+                .unwrap_or(false)
+        })
     });
     checks.push(check(
         single && consistent,

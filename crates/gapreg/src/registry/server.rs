@@ -130,7 +130,6 @@ struct Connected {
 /// The coordination state of a registry on a server.
 #[derive(Debug, Clone)]
 pub(crate) struct PgCoordination {
-    url: String,
     pub(crate) ns: String,
     wait: Duration,
     layout: Layout,
@@ -141,12 +140,10 @@ pub(crate) struct PgCoordination {
 
 impl PgCoordination {
     /// Not connected yet.
+    /// Not connected yet, and the address not looked up yet: a clone can be opened to set
+    /// it (`gapreg coordination set`).
     pub(crate) fn new(layout: &Layout, ns: &str, files: &Files) -> Result<PgCoordination> {
-        let (url, _) = resolve_url(layout)?;
-        // Checked now: a bad address is an error at open, not at first use.
-        Server::new(&url, DEFAULT_WAIT)?;
         Ok(PgCoordination {
-            url,
             ns: ns.to_owned(),
             wait: DEFAULT_WAIT,
             layout: layout.clone(),
@@ -173,7 +170,8 @@ impl PgCoordination {
         if let Some(c) = self.conn.get() {
             return Ok(c);
         }
-        let server = Arc::new(Server::new(&self.url, self.wait)?);
+        let (url, _) = resolve_url(&self.layout)?;
+        let server = Arc::new(Server::new(&url, self.wait)?);
         server.migrate(COMPONENT, MIGRATIONS)?;
         let ids = PgCounters::open(server.clone(), &self.ns)?;
         // A namespace's first use (or one set by hand): its counters start above every id
@@ -271,11 +269,11 @@ impl Coordination for PgCoordination {
     }
 
     fn key_location(&self, key: &str) -> PathBuf {
-        PathBuf::from(format!(
-            "postgres {} key {}/{key}",
-            leaselock::server::redact(&self.url),
-            self.ns
-        ))
+        let server = self
+            .conn
+            .get()
+            .map_or("(not connected)", |c| c.server.name());
+        PathBuf::from(format!("postgres {server} key {}/{key}", self.ns))
     }
 
     fn take_claim(
