@@ -13,6 +13,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod pg;
+
 use std::process::{Child, Command, Stdio};
 
 /// Child processes of one test binary, told apart from the parent by the variable `env`.
