@@ -84,7 +84,7 @@ fn pre_commit(global: &Global) -> Result {
              {e}"
         ));
     };
-    let leases = match registry.leases(opts) {
+    let leases = match registry.lease_service(opts) {
         Ok(leases) => leases,
         Err(e) => {
             unchecked(&e);

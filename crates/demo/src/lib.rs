@@ -25,7 +25,7 @@
 //!     agents::agent("CC-1", repo.path())?,
 //!     agents::agent("CC-2", repo.path())?,
 //! ];
-//! let verification = gapreg_demo::verify(&registry, &reports, 2)?;
+//! let verification = gapreg_demo::verify(std::slice::from_ref(&registry), &reports, 2)?;
 //! assert!(verification.passed(), "{:?}", verification.checks);
 //! // A report crosses a pipe as one line.
 //! let line = reports[0].line()?;

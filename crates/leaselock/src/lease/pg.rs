@@ -406,6 +406,9 @@ impl LeaseService for PgLeases {
     fn location(&self) -> String {
         format!("postgres {} namespace {}", self.server.name(), self.ns)
     }
+    fn root(&self) -> &Path {
+        &self.scope.root
+    }
 }
 
 /// The store of one transaction: rows of one namespace.

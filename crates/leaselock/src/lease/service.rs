@@ -30,6 +30,8 @@ pub trait LeaseService: std::fmt::Debug + Send + Sync {
     fn verify(&self, lease: &Lease) -> Result<Lease, LeaseError>;
     /// Where the leases are kept, for messages.
     fn location(&self) -> String;
+    /// The root the leased paths are relative to, absolute.
+    fn root(&self) -> &std::path::Path;
 }
 
 impl LeaseService for super::Leases {
@@ -59,5 +61,8 @@ impl LeaseService for super::Leases {
     }
     fn location(&self) -> String {
         self.leases_dir().display().to_string()
+    }
+    fn root(&self) -> &std::path::Path {
+        super::Leases::root(self)
     }
 }
