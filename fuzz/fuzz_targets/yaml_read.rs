@@ -48,7 +48,13 @@ fuzz_target!(|data: &[u8]| {
             let json = Format::Json
                 .encode("x.json", &value)
                 .expect("a Value encodes as JSON");
-            let from_json: Value = Format::Json.decode("x.json", &json).expect("JSON decodes");
+            let from_json: Value = match Format::Json.decode("x.json", &json) {
+                Ok(v) => v,
+                // serde_json stops at 128 levels of nesting; YAML block nesting may go deeper
+                // (its reader bounds it by the document size): not a change of the value.
+                Err(e) if e.to_string().contains("recursion limit exceeded") => return,
+                Err(e) => panic!("JSON decodes: {e:?}"),
+            };
             assert!(
                 json_equivalent(&value, &from_json, json_float_ulps()),
                 "YAML value changed through JSON:\n{value:?}\n{from_json:?}"
