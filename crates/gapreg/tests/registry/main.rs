@@ -18,4 +18,6 @@ mod model;
 mod multiprocess;
 mod parsers;
 mod perf;
+#[cfg(feature = "postgres")]
+mod pg;
 mod util;

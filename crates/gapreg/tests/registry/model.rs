@@ -30,7 +30,7 @@ const STATUSES: [Status; 7] = [
 ];
 
 #[derive(Debug, Clone)]
-struct Entry {
+pub(crate) struct Entry {
     valid_title: bool,
     severity: Severity,
     status: Option<Status>,
@@ -41,7 +41,7 @@ struct Entry {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     File(Entry),
     Batch(Vec<Entry>),
     /// Gap, agent, and whether the claim has a zero TTL (expired at once, so others may take
@@ -77,7 +77,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         )
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     let g = 0..64usize;
     prop_oneof![
         3 => entry().prop_map(Op::File),
@@ -222,7 +222,7 @@ fn same(real: &Gap, m: &MGap) {
 }
 
 /// What the model drives: the registry on files, or the engine over memory.
-trait Target {
+pub(crate) trait Target {
     fn file(&self, spec: GapSpec) -> Result<Gap>;
     fn file_batch(&self, specs: Vec<GapSpec>) -> Result<Vec<Gap>>;
     fn claim(&self, id: &str, agent: &str, ttl: Option<Duration>) -> Result<Gap>;
@@ -309,13 +309,13 @@ impl Target for Mem {
 }
 
 /// The model's three loops: LOOP-A active, LOOP-B complete, LOOP-C active after LOOP-A.
-const LOOP_FILES: [(&str, &str, &[&str]); 3] = [
+pub(crate) const LOOP_FILES: [(&str, &str, &[&str]); 3] = [
     ("LOOP-A", "active", &[]),
     ("LOOP-B", "complete", &[]),
     ("LOOP-C", "active", &["LOOP-A"]),
 ];
 
-fn drive(target: &impl Target, ops: &[Op]) {
+pub(crate) fn drive(target: &impl Target, ops: &[Op]) {
     let mut m = Model::default();
     for (step, op) in ops.iter().enumerate() {
         apply(target, &mut m, op, step);
