@@ -16,6 +16,7 @@ mod lease;
 mod multiprocess;
 mod ownership;
 mod paths;
+mod postgres;
 mod resources;
 mod util;
 mod worktrees;
