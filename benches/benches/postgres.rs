@@ -242,6 +242,9 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
     };
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).expect("create the repository directory");
+    // Its own git repository: under `target/` the scratch directory lies inside this
+    // project's work tree, whose `.gitattributes` `init` would otherwise extend.
+    run_timed(Command::new("git").args(["init", "-q"]).arg(&repo));
     let mut init = Command::new(&gapreg_bin);
     init.arg("init")
         .arg(&repo)
