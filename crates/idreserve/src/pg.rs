@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use leaselock::server::Server;
+use postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
 use crate::id::{Id, check_prefix};
@@ -80,12 +81,16 @@ impl PgCounters {
         let n = i64::try_from(count).unwrap_or(i64::MAX);
         let last = self.server.run(true, |client| {
             let row = client
-                .query_opt(
+                .query_typed_opt(
                     "INSERT INTO gapreg.id_counters AS c (ns, prefix, last) VALUES ($1, $2, $3)
                      ON CONFLICT (ns, prefix) DO UPDATE SET last = c.last + $3
                        WHERE c.last <= 9223372036854775807 - $3
                      RETURNING last",
-                    &[&self.ns, &prefix, &n],
+                    &[
+                        (&self.ns, Type::TEXT),
+                        (&prefix, Type::TEXT),
+                        (&n, Type::INT8),
+                    ],
                 )
                 .map_err(|e| self.server.error(e))?;
             Ok::<_, Error>(row.map(|r| r.get::<_, i64>(0)))
@@ -122,17 +127,21 @@ impl PgCounters {
         })?;
         let before = self.server.transaction(false, |tx| {
             let before: i64 = tx
-                .query_opt(
+                .query_typed_opt(
                     "SELECT last FROM gapreg.id_counters WHERE ns = $1 AND prefix = $2 FOR UPDATE",
-                    &[&self.ns, &prefix],
+                    &[(&self.ns, Type::TEXT), (&prefix, Type::TEXT)],
                 )
                 .map_err(|e| self.server.error(e))?
                 .map_or(0, |r| r.get(0));
             if value > before {
-                tx.execute(
+                tx.execute_typed(
                     "INSERT INTO gapreg.id_counters AS c (ns, prefix, last) VALUES ($1, $2, $3)
                      ON CONFLICT (ns, prefix) DO UPDATE SET last = greatest(c.last, $3)",
-                    &[&self.ns, &prefix, &value],
+                    &[
+                        (&self.ns, Type::TEXT),
+                        (&prefix, Type::TEXT),
+                        (&value, Type::INT8),
+                    ],
                 )
                 .map_err(|e| self.server.error(e))?;
             }
@@ -197,10 +206,10 @@ impl PgCounters {
     fn counters_where(&self, prefix: Option<&str>) -> Result<BTreeMap<String, u64>, Error> {
         self.server.run(true, |client| {
             let rows = client
-                .query(
+                .query_typed(
                     "SELECT prefix, last FROM gapreg.id_counters
                      WHERE ns = $1 AND ($2::text IS NULL OR prefix = $2)",
-                    &[&self.ns, &prefix],
+                    &[(&self.ns, Type::TEXT), (&prefix, Type::TEXT)],
                 )
                 .map_err(|e| self.server.error(e))?;
             Ok(rows

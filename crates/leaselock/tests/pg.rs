@@ -574,7 +574,6 @@ fn waiter_and_releaser_share_a_handle(store: &dyn LeaseService) -> Result {
 }
 
 #[test]
-#[ignore = "open bug: wait_notification holds the connection lock for the whole wait (server/mod.rs)"]
 fn a_waiter_and_its_releaser_can_share_one_handle() -> Result {
     let Some(db) = shared_db("pg::a_waiter_and_its_releaser_can_share_one_handle") else {
         return Ok(());
@@ -925,7 +924,6 @@ fn a_session_lease_lives_while_its_session_does_and_is_taken_over_after() -> Res
 /// A handle whose connection was cut while idle reconnects on its next call; a session lease
 /// it takes then must be bound to the session it now has, which lives.
 #[test]
-#[ignore = "open bug: the session key is read before the transaction reconnects (lease/pg.rs acquire)"]
 fn a_session_lease_taken_after_a_lost_connection_is_bound_to_the_new_session() -> Result {
     let Some(db) = shared_db("pg::a_session_lease_taken_after_a_lost_connection") else {
         return Ok(());
@@ -966,7 +964,6 @@ fn a_session_lease_taken_after_a_lost_connection_is_bound_to_the_new_session() -
 /// waiter on the file store is soon after a dead holder's process ends — not at the end of its
 /// wait.
 #[test]
-#[ignore = "open bug: nothing notifies a waiter when a blocking session ends (lease/pg.rs acquire)"]
 fn a_waiter_is_granted_soon_after_the_blocking_session_ends() -> Result {
     let Some(db) = shared_db("pg::a_waiter_is_granted_soon_after_the_blocking_session_ends") else {
         return Ok(());
@@ -1000,7 +997,6 @@ fn a_waiter_is_granted_soon_after_the_blocking_session_ends() -> Result {
 /// A lease bound to a session of one PostgreSQL user is still live for a handle of another
 /// user (who cannot see that session's start time in `pg_stat_activity`).
 #[test]
-#[ignore = "open bug: backend_start is NULL for other users' sessions in pg_stat_activity (lease/pg.rs SELECT)"]
 fn a_session_lease_of_another_database_user_is_not_taken_over_while_it_lives() -> Result {
     let Some(cluster) = Cluster::start_or_skip("pg::a_session_lease_of_another_database_user")
     else {

@@ -194,12 +194,12 @@ pub fn init(
         coordination,
         ..gapreg::Config::default()
     };
-    let mut registry = Registry::init(&dir, config)?;
+    // With a server, it is reached first: a wrong address or a server that is down is found
+    // at init, and nothing is created.
+    let mut registry = Registry::init_reached(&dir, config, global.wait())?;
     if let Some(wait) = global.wait() {
         registry = registry.with_lock_timeout(wait);
     }
-    // With a server: reach it now, so a wrong address is found at init, not at first use.
-    registry.ids()?;
     let mut doc = json!({ "registry": path_json(registry.dir()) });
     // Inside git, `git setup` too; the registry stands whatever it does.
     let setup = match crate::git::setup_in_git(&registry) {

@@ -691,7 +691,6 @@ fn a_clone_without_an_address_refuses_and_keeps_nothing_locally() {
 /// a registry created behind it (running `init` again then fails with "already exists", and
 /// `git setup` was skipped).
 #[test]
-#[ignore = "open bug: init creates the registry before it reaches the server, and a failure then leaves it half set up (cli/src/gaps/mod.rs init)"]
 fn init_without_a_reachable_server_is_all_or_nothing() {
     let Some(url) = database("postgres::init_without_a_reachable_server") else {
         return;

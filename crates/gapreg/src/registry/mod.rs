@@ -109,7 +109,32 @@ impl Registry {
     ///
     /// [`ErrorKind::AlreadyExists`] if `repo_dir/.gapreg` exists; [`ErrorKind::Invalid`] for a
     /// bad default prefix.
-    pub fn init(repo_dir: &Path, mut config: Config) -> Result<Registry> {
+    pub fn init(repo_dir: &Path, config: Config) -> Result<Registry> {
+        Registry::create(repo_dir, config, None)
+    }
+
+    /// Like [`Registry::init`]; with `coordination: postgres`, the server is first reached
+    /// (within `wait`, or the default wait) and its schema made current, *before* anything is
+    /// created: a missing address or an unreachable server leaves nothing behind. (Without
+    /// the check, as [`Registry::init`], the address may be set after.)
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::init`], and the server's errors (nothing created).
+    pub fn init_reached(
+        repo_dir: &Path,
+        config: Config,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Registry> {
+        Registry::create(repo_dir, config, Some(wait))
+    }
+
+    /// [`Registry::init`]; reaching the server first when `reach` is given.
+    fn create(
+        repo_dir: &Path,
+        mut config: Config,
+        reach: Option<Option<std::time::Duration>>,
+    ) -> Result<Registry> {
         if config.coordination == Backend::Postgres && config.namespace.is_none() {
             config.namespace = Some(config::new_namespace()?);
         }
@@ -127,6 +152,12 @@ impl Registry {
             Err(e) => return Err(Error::io("inspect", &dir, e)),
         }
         check_not_nested(repo_dir)?;
+        #[cfg(feature = "postgres")]
+        if let (Backend::Postgres, Some(wait)) = (config.coordination, reach) {
+            server::reach(&layout, wait.unwrap_or(server::DEFAULT_WAIT))?;
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = reach;
         let root = Dir::open(repo_dir)?.create_dir(REGISTRY_DIR)?;
         let opts = Self::options(&config);
         root.write(GITIGNORE_FILE, gitignore().as_bytes(), &opts)?;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use idreserve::PgCounters;
 use leaselock::lease::PgLeases;
 use leaselock::server::Server;
+use postgres::types::Type;
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, URL_FILE};
@@ -86,6 +87,34 @@ pub(crate) fn resolve_url(layout: &Layout) -> Result<(String, UrlSource)> {
              user@host:5432/database, or run `gapreg coordination set URL` once in this clone"
         ),
     ))
+}
+
+/// Reaches the server a registry about to be made at `layout` will use, within `wait`, and
+/// makes the schema current: a registry is created only once its server answers.
+pub(crate) fn reach(layout: &Layout, wait: Duration) -> Result<()> {
+    let url = match std::env::var_os(URL_ENV) {
+        // The address the registry would use (this clone's setting included)...
+        Some(_) => resolve_url(layout)?.0,
+        None => match resolve_url(layout) {
+            Ok((url, _)) => url,
+            // ... and without one, what to do before `init` (`coordination set` needs the
+            // registry).
+            Err(_) => {
+                return Err(Error::invalid(
+                    "coordination server",
+                    format!(
+                        "a registry with coordination: postgres needs its server's address: \
+                         export {URL_ENV}=postgres://user@host:5432/database and run init \
+                         again (nothing was created)"
+                    ),
+                ));
+            }
+        },
+    };
+    let server = Server::new(&url, wait)?;
+    server.migrate(COMPONENT, MIGRATIONS)?;
+    server.migrate(idreserve::PG_COMPONENT, idreserve::PG_MIGRATIONS)?;
+    Ok(())
 }
 
 /// Records `url` as this clone's coordination server (never tracked). A password in it is
@@ -236,9 +265,9 @@ impl Coordination for PgCoordination {
         let server = self.server()?;
         let record: Option<String> = server.run(true, |client| {
             let row = client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT record FROM gapreg.idempotency_keys WHERE ns = $1 AND key = $2",
-                    &[&self.ns, &key],
+                    &[(&self.ns, Type::TEXT), (&key, Type::TEXT)],
                 )
                 .map_err(|e| server.error(e))?;
             Ok::<_, Error>(row.map(|r| r.get(0)))
@@ -258,10 +287,14 @@ impl Coordination for PgCoordination {
         // Repeating it is harmless: the same record.
         server.run(true, |client| {
             client
-                .execute(
+                .execute_typed(
                     "INSERT INTO gapreg.idempotency_keys (ns, key, record) VALUES ($1, $2, $3)
                      ON CONFLICT (ns, key) DO UPDATE SET record = $3",
-                    &[&self.ns, &key, &text],
+                    &[
+                        (&self.ns, Type::TEXT),
+                        (&key, Type::TEXT),
+                        (&text, Type::TEXT),
+                    ],
                 )
                 .map_err(|e| server.error(e))?;
             Ok::<_, Error>(())

@@ -21,21 +21,25 @@
 //! - **Fencing.** Tokens come from `lease_tokens`, raised above every token a lease row holds,
 //!   in the granting transaction: strictly increasing per namespace, across server crashes
 //!   (the commit is synchronous).
-//! - **Session binding.** A lease granted with [`Binding::Session`] records the granting
-//!   connection's backend pid and start time; once no such session is in `pg_stat_activity`,
-//!   the holder is dead (the server's analogue of a dead process) and the lease can be taken
-//!   over. Otherwise the TTL decides.
+//! - **Session binding.** A lease granted with [`Binding::Session`] records the session the
+//!   granting transaction runs in (its backend pid and start time), which holds its lock of
+//!   life from then on ([`crate::server::Session`]); once no session holds that lock, the
+//!   holder is dead (the server's analogue of a dead process) and the lease can be taken over.
+//!   `pg_locks`, where the lock is looked for, shows every user's sessions. Otherwise the TTL
+//!   decides.
 //! - **Waiting.** A refused request with a wait listens on the namespace's channel and is
 //!   woken by `NOTIFY` when a lease is released or removed, or when the first blocking lease
-//!   expires; no polling.
+//!   expires. A session's end sends nothing, so while a session-bound lease blocks it, the
+//!   waiter also looks again after 50 ms, doubling up to once a second.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use postgres::Transaction;
+use postgres::types::Type;
 
 use super::error::{LeaseError, LeaseErrorKind};
 use super::file_store::check_id;
@@ -46,7 +50,7 @@ use super::record::{HolderFacts, Lease, validate};
 use super::scope::{Scope, ttl_ok};
 use super::store::{CorruptEntry, Entry, LeaseStore, WriteFailed};
 use super::{Listing, service::LeaseService};
-use crate::server::{Server, ServerError};
+use crate::server::{Server, ServerError, live_session};
 
 /// The `leaselock` component's migrations, in order (see [`Server::migrate`]).
 pub const MIGRATIONS: &[&str] = &["
@@ -154,49 +158,58 @@ impl PgLeases {
         scope: Option<&Request>,
         mut step: impl FnMut(&mut PgStore<'_, '_>, &Ctx<'_>) -> Result<T, LeaseError>,
     ) -> Result<T, LeaseError> {
-        self.server.transaction(false, |tx| {
-            let server = &*self.server;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])
+        self.server
+            .transaction(false, |tx| self.under_lock(tx, scope, &mut step))
+    }
+
+    /// The body of [`PgLeases::locked`], in the transaction `tx`.
+    fn under_lock<T>(
+        &self,
+        tx: &mut Transaction<'_>,
+        scope: Option<&Request>,
+        step: &mut impl FnMut(&mut PgStore<'_, '_>, &Ctx<'_>) -> Result<T, LeaseError>,
+    ) -> Result<T, LeaseError> {
+        let server = &*self.server;
+        // The lock first (the subquery), then the clock: one round trip.
+        let ms: i64 = tx
+            .query_typed_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8
+                   FROM (SELECT pg_advisory_xact_lock($1)::text) AS locked",
+                &[(&self.lock_key, Type::INT8)],
+            )
+            .map_err(|e| server_error(server.error(e)))?
+            .get(0);
+        let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        let dead = RefCell::new(BTreeSet::new());
+        let me = &self.scope.me;
+        let holder_dead = |facts: &HolderFacts| match &facts.session {
+            Some(key) => dead
+                .borrow()
+                .contains(key)
+                .then(|| format!("its server session {key} has ended")),
+            None => liveness::holder_dead(facts, me),
+        };
+        let ctx = Ctx {
+            now,
+            margin: Duration::ZERO,
+            holder_dead: &holder_dead,
+        };
+        let mut store = PgStore {
+            tx,
+            leases: self,
+            scope,
+            loaded: None,
+            dead: &dead,
+            notify: false,
+        };
+        let value = step(&mut store, &ctx)?;
+        if store.notify {
+            store
+                .tx
+                .execute_typed("SELECT pg_notify($1, '')", &[(&self.channel, Type::TEXT)])
                 .map_err(|e| server_error(server.error(e)))?;
-            let ms: i64 = tx
-                .query_one(
-                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
-                    &[],
-                )
-                .map_err(|e| server_error(server.error(e)))?
-                .get(0);
-            let now = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-            let dead = RefCell::new(BTreeSet::new());
-            let me = &self.scope.me;
-            let holder_dead = |facts: &HolderFacts| match &facts.session {
-                Some(key) => dead
-                    .borrow()
-                    .contains(key)
-                    .then(|| format!("its server session {key} has ended")),
-                None => liveness::holder_dead(facts, me),
-            };
-            let ctx = Ctx {
-                now,
-                margin: Duration::ZERO,
-                holder_dead: &holder_dead,
-            };
-            let mut store = PgStore {
-                tx,
-                leases: self,
-                scope,
-                loaded: None,
-                dead: &dead,
-                notify: false,
-            };
-            let value = step(&mut store, &ctx)?;
-            if store.notify {
-                store
-                    .tx
-                    .execute("SELECT pg_notify($1, '')", &[&self.channel])
-                    .map_err(|e| server_error(server.error(e)))?;
-            }
-            Ok(value)
-        })
+        }
+        Ok(value)
     }
 
     /// Grants the request if no live lease conflicts with it (see [`super::Leases::acquire`]);
@@ -209,17 +222,27 @@ impl PgLeases {
         let request = self.scope.request(req)?;
         let start = Instant::now();
         let mut listening = false;
+        // While only leases bound to sessions block the request, nothing tells the waiter when
+        // such a session ends: it looks again after this long, doubling up to a second.
+        let mut session_poll = Duration::from_millis(50);
         loop {
-            let session = match req.binding {
-                Binding::Session => Some(self.server.session().map_err(server_error)?.key()),
-                _ => None,
-            };
-            let facts = self.scope.facts_for(req.binding, session.as_deref())?;
             let mut server_now = None;
-            let result = self.locked(Some(&request), |store, ctx| {
+            let mut grant = |store: &mut PgStore<'_, '_>, ctx: &Ctx<'_>, session: Option<&str>| {
                 server_now = Some(ctx.now);
-                protocol::grant(store, &request, facts.clone(), ctx)
-            });
+                let facts = self.scope.facts_for(req.binding, session)?;
+                protocol::grant(store, &request, facts, ctx)
+            };
+            let result = match req.binding {
+                // Bound to the session the granting transaction runs in, whichever that is
+                // after a reconnection.
+                Binding::Session => self.server.session_transaction(false, |tx, session| {
+                    let key = session.key();
+                    self.under_lock(tx, Some(&request), &mut |store, ctx| {
+                        grant(store, ctx, Some(&key))
+                    })
+                }),
+                _ => self.locked(Some(&request), |store, ctx| grant(store, ctx, None)),
+            };
             let Some(wait) = req.wait else {
                 return result;
             };
@@ -235,12 +258,8 @@ impl PgLeases {
                 continue;
             }
             let left = wait.saturating_sub(start.elapsed());
-            let first_expiry = err
-                .conflicts()
-                .iter()
-                .filter_map(|c| c.lease.as_ref())
-                .map(|l| l.expires_at)
-                .min();
+            let blockers = || err.conflicts().iter().filter_map(|c| c.lease.as_ref());
+            let first_expiry = blockers().map(|l| l.expires_at).min();
             let until_expiry = match (first_expiry, server_now) {
                 (Some(e), Some(now)) => e
                     .duration_since(now)
@@ -248,9 +267,12 @@ impl PgLeases {
                     .saturating_add(Duration::from_millis(5)),
                 _ => left,
             };
-            self.server
-                .wait_notification(left.min(until_expiry))
-                .map_err(server_error)?;
+            let mut slice = left.min(until_expiry);
+            if blockers().any(|l| l.facts.session.is_some()) {
+                slice = slice.min(session_poll);
+                session_poll = (session_poll * 2).min(Duration::from_secs(1));
+            }
+            self.server.wait_notification(slice).map_err(server_error)?;
         }
     }
 
@@ -429,10 +451,13 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     std::iter::successors(Some(path), |p| p.rfind('/').map(|i| &p[..i]))
 }
 
-const SELECT: &str = "SELECT l.id, l.record, l.session_pid IS NULL OR EXISTS (
-    SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.session_pid
-      AND (extract(epoch FROM a.backend_start) * 1e6)::int8 = l.session_start)
-    FROM gapreg.leases l";
+/// The columns of a lease row, with whether its session (if it has one) lives.
+static SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT l.id, l.record, l.session_pid IS NULL OR {} FROM gapreg.leases l",
+        live_session("l.session_pid", "l.session_start")
+    )
+});
 
 impl PgStore<'_, '_> {
     fn err(&self, e: postgres::Error) -> LeaseError {
@@ -467,9 +492,10 @@ impl PgStore<'_, '_> {
         }
         let ns = &self.leases.ns;
         let rows = match self.scope.filter(|r| !r.dirs.iter().any(String::is_empty)) {
-            None => self
-                .tx
-                .query(&format!("{SELECT} WHERE l.ns = $1 ORDER BY l.id"), &[ns]),
+            None => self.tx.query_typed(
+                &format!("{} WHERE l.ns = $1 ORDER BY l.id", *SELECT),
+                &[(ns, Type::TEXT)],
+            ),
             Some(req) => {
                 let paths: Vec<&str> = req.files.iter().chain(&req.dirs).map(String::as_str).collect();
                 let mut above: Vec<&str> = paths.iter().flat_map(|p| ancestors(p)).collect();
@@ -480,18 +506,24 @@ impl PgStore<'_, '_> {
                 // A lease overlaps the request when one of its paths is one of the request's,
                 // a directory above one of them, or lies under one of the request's
                 // directories: `path` in [d/, d0) is everything under d/ ('0' follows '/').
-                self.tx.query(
+                self.tx.query_typed(
                     &format!(
-                        "{SELECT} WHERE l.ns = $1 AND l.id IN (
+                        "{} WHERE l.ns = $1 AND l.id IN (
                             SELECT p.id FROM gapreg.lease_paths p
                              WHERE p.ns = $1 AND (p.path = ANY($2) OR (p.is_dir AND p.path = ANY($3)))
                             UNION
                             SELECT p.id FROM gapreg.lease_paths p, unnest($4::text[]) d
                              WHERE p.ns = $1 AND p.path >= d
                                AND p.path < left(d, -1) || '0'
-                        ) ORDER BY l.id"
+                        ) ORDER BY l.id",
+                        *SELECT
                     ),
-                    &[ns, &paths, &above, &under],
+                    &[
+                        (ns, Type::TEXT),
+                        (&paths, Type::TEXT_ARRAY),
+                        (&above, Type::TEXT_ARRAY),
+                        (&under, Type::TEXT_ARRAY),
+                    ],
                 )
             }
         }
@@ -511,9 +543,9 @@ impl LeaseStore for PgStore<'_, '_> {
     fn get(&mut self, id: &str) -> Result<Option<Entry>, LeaseError> {
         let row = self
             .tx
-            .query_opt(
-                &format!("{SELECT} WHERE l.ns = $1 AND l.id = $2"),
-                &[&self.leases.ns, &id],
+            .query_typed_opt(
+                &format!("{} WHERE l.ns = $1 AND l.id = $2", *SELECT),
+                &[(&self.leases.ns, Type::TEXT), (&id, Type::TEXT)],
             )
             .map_err(|e| self.err(e))?;
         Ok(row.map(|r| self.entry(&r)))
@@ -537,12 +569,19 @@ impl LeaseStore for PgStore<'_, '_> {
         let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
         let inserted: bool = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "INSERT INTO gapreg.leases (ns, id, token, record, session_pid, session_start)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (ns, id) DO UPDATE SET record = $4, token = $3
                  RETURNING xmax = 0",
-                &[&self.leases.ns, &lease.id, &token, &record, &pid, &start],
+                &[
+                    (&self.leases.ns, Type::TEXT),
+                    (&lease.id, Type::TEXT),
+                    (&token, Type::INT8),
+                    (&record, Type::TEXT),
+                    (&pid, Type::INT4),
+                    (&start, Type::INT8),
+                ],
             )
             .map_err(|e| self.err(e))?
             .get(0);
@@ -560,10 +599,15 @@ impl LeaseStore for PgStore<'_, '_> {
                 .chain(lease.dirs.iter().map(|_| true))
                 .collect();
             self.tx
-                .execute(
+                .execute_typed(
                     "INSERT INTO gapreg.lease_paths (ns, id, path, is_dir)
                      SELECT $1, $2, p, d FROM unnest($3::text[], $4::bool[]) AS t(p, d)",
-                    &[&self.leases.ns, &lease.id, &paths, &dirs],
+                    &[
+                        (&self.leases.ns, Type::TEXT),
+                        (&lease.id, Type::TEXT),
+                        (&paths, Type::TEXT_ARRAY),
+                        (&dirs, Type::BOOL_ARRAY),
+                    ],
                 )
                 .map_err(|e| self.err(e))?;
         }
@@ -573,9 +617,9 @@ impl LeaseStore for PgStore<'_, '_> {
     fn remove(&mut self, id: &str) -> Result<bool, LeaseError> {
         let n = self
             .tx
-            .execute(
+            .execute_typed(
                 "DELETE FROM gapreg.leases WHERE ns = $1 AND id = $2",
-                &[&self.leases.ns, &id],
+                &[(&self.leases.ns, Type::TEXT), (&id, Type::TEXT)],
             )
             .map_err(|e| self.err(e))?;
         self.notify |= n > 0;
@@ -590,13 +634,13 @@ impl LeaseStore for PgStore<'_, '_> {
     fn next_token(&mut self) -> Result<u64, LeaseError> {
         let last: i64 = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "INSERT INTO gapreg.lease_tokens AS t (ns, last)
                  VALUES ($1, 1 + coalesce((SELECT max(token) FROM gapreg.leases WHERE ns = $1), 0))
                  ON CONFLICT (ns) DO UPDATE SET last = 1 + greatest(t.last,
                      coalesce((SELECT max(token) FROM gapreg.leases WHERE ns = $1), 0))
                  RETURNING last",
-                &[&self.leases.ns],
+                &[(&self.leases.ns, Type::TEXT)],
             )
             .map_err(|e| self.err(e))?
             .get(0);

@@ -47,6 +47,12 @@ pub use schema::{SCHEMA, SchemaState};
 
 /// The PostgreSQL session a connection is: its backend's pid and start time (a pid alone can
 /// be reused by a later session).
+///
+/// A session that something is bound to holds a session-level advisory lock on the key
+/// [`Session::lock_key`] (the two-`int4` form, which no other lock of the tool uses) from the
+/// moment it is first asked for until it ends. That lock is its proof of life to every other
+/// session: `pg_locks` shows every session's locks to every user, where `pg_stat_activity`
+/// hides other users' start times. [`LIVE_SESSION`] is the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
     /// `pg_backend_pid()`.
@@ -60,6 +66,39 @@ impl Session {
     pub fn key(&self) -> String {
         format!("{}@{}", self.pid, self.started_us)
     }
+
+    /// The session parsed back from [`Session::key`].
+    pub fn parse(key: &str) -> Option<Session> {
+        let (pid, start) = key.split_once('@')?;
+        Some(Session {
+            pid: pid.parse().ok()?,
+            started_us: start.parse().ok()?,
+        })
+    }
+
+    /// The advisory lock the session holds while it lives: the start time's high and low
+    /// 32 bits (as `pg_advisory_lock(int4, int4)` takes them).
+    pub fn lock_key(&self) -> (i32, i32) {
+        let [a, b, c, d, e, f, g, h] = self.started_us.to_be_bytes();
+        (
+            i32::from_be_bytes([a, b, c, d]),
+            i32::from_be_bytes([e, f, g, h]),
+        )
+    }
+}
+
+/// An SQL condition that is true while the session recorded as `$pid` (an `int4` expression)
+/// and `$start` (its start, an `int8` expression) lives: it holds its
+/// [`Session::lock_key`]. Substitute both before use; see [`live_session`].
+const LIVE_SESSION: &str = "EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' \
+     AND k.objsubid = 2 AND k.granted AND k.pid = $pid \
+     AND k.classid = (($start >> 32) & 4294967295)::oid \
+     AND k.objid = ($start & 4294967295)::oid)";
+
+/// An SQL condition true while the session recorded in the columns (or expressions) `pid` and
+/// `start` lives (see [`Session`]). Readable by every user of the database.
+pub fn live_session(pid: &str, start: &str) -> String {
+    LIVE_SESSION.replace("$pid", pid).replace("$start", start)
 }
 
 /// How one attempt at a transaction ended.
@@ -76,8 +115,34 @@ enum Attempt<T, E> {
 /// One open connection and what is known about it.
 struct Conn {
     client: Client,
-    session: Session,
+    /// Its session, once something asked for it (and it took its lock of life).
+    session: Option<Session>,
     listening: BTreeSet<String>,
+}
+
+impl Conn {
+    /// The connection's session, learnt (and its lock of life taken) on first use.
+    fn session(&mut self) -> Result<Session, postgres::Error> {
+        if let Some(s) = self.session {
+            return Ok(s);
+        }
+        // The lock is session-level: it outlives this statement and any transaction, and
+        // goes when the session does.
+        let row = self.client.query_typed_one(
+            "SELECT pid, started, pg_advisory_lock((started >> 32)::bit(32)::int4,
+                    started::bit(32)::int4)::text
+               FROM (SELECT pg_backend_pid() AS pid,
+                            (extract(epoch FROM backend_start) * 1e6)::int8 AS started
+                       FROM pg_stat_activity WHERE pid = pg_backend_pid()) me",
+            &[],
+        )?;
+        let session = Session {
+            pid: row.get(0),
+            started_us: row.get(1),
+        };
+        self.session = Some(session);
+        Ok(session)
+    }
 }
 
 /// A connection to the coordination server, opened lazily and again after a loss. Cheap to
@@ -87,6 +152,8 @@ pub struct Server {
     name: String,
     wait: Duration,
     conn: Mutex<Option<Conn>>,
+    /// Every component's schema version, once read (see [`Server::schema_state`]).
+    versions: Mutex<Option<std::collections::BTreeMap<String, i32>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -127,6 +194,7 @@ impl Server {
             name,
             wait,
             conn: Mutex::new(None),
+            versions: Mutex::new(None),
         })
     }
 
@@ -146,19 +214,28 @@ impl Server {
         self.wait
     }
 
-    /// This connection's session (connecting if needed). A lease bound to it dies with it.
+    /// This connection's session (connecting if needed), which from now on holds its lock of
+    /// life (see [`Session`]). Something bound to it dies with it. The connection may be lost
+    /// and replaced before the next call: bind within [`Server::session_transaction`].
     ///
     /// # Errors
     ///
     /// As [`Server::connect`].
     pub fn session(&self) -> Result<Session, ServerError> {
-        Ok(self.conn(Instant::now())?.as_ref().map_or(
-            Session {
-                pid: 0,
-                started_us: 0,
-            },
-            |c| c.session,
-        ))
+        let start = Instant::now();
+        loop {
+            let mut guard = self.conn(start)?;
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            match conn.session() {
+                Ok(s) => return Ok(s),
+                Err(_) if conn.client.is_closed() && start.elapsed() < self.wait => {
+                    *guard = None;
+                }
+                Err(e) => return Err(self.classify(e, start.elapsed())),
+            }
+        }
     }
 
     /// `e`, classified, naming this server.
@@ -236,21 +313,11 @@ impl Server {
                 self.config.get_options().unwrap_or_default()
             );
             config.options(&options);
-            let err = match config.connect(NoTls).and_then(|mut client| {
-                let row = client.query_one(
-                    "SELECT pg_backend_pid(), (extract(epoch FROM backend_start) * 1e6)::int8 \
-                     FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-                    &[],
-                )?;
-                Ok((client, row))
-            }) {
-                Ok((client, row)) => {
+            let err = match config.connect(NoTls) {
+                Ok(client) => {
                     *guard = Some(Conn {
                         client,
-                        session: Session {
-                            pid: row.get(0),
-                            started_us: row.get(1),
-                        },
+                        session: None,
                         listening: BTreeSet::new(),
                     });
                     return Ok(guard);
@@ -291,15 +358,51 @@ impl Server {
         retry_unknown: bool,
         mut step: impl FnMut(&mut Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.attempts(retry_unknown, false, |tx, _| step(tx))
+    }
+
+    /// Like [`Server::transaction`], with the session the transaction runs in (see
+    /// [`Server::session`]) — on a new connection after a loss, the new session — for binding
+    /// what the transaction writes to it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::transaction`].
+    pub fn session_transaction<T, E: From<ServerError>>(
+        &self,
+        retry_unknown: bool,
+        mut step: impl FnMut(&mut Transaction<'_>, Session) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.attempts(retry_unknown, true, |tx, session| match session {
+            Some(s) => step(tx, s),
+            None => Err(ServerError::new(ServerErrorKind::Outcome {
+                server: self.name.clone(),
+                reason: "the session was not known".to_owned(),
+            })
+            .into()),
+        })
+    }
+
+    fn attempts<T, E: From<ServerError>>(
+        &self,
+        retry_unknown: bool,
+        bind: bool,
+        mut step: impl FnMut(&mut Transaction<'_>, Option<Session>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let start = Instant::now();
         loop {
             let mut guard = self.conn(start)?;
             let Some(conn) = guard.as_mut() else {
                 continue;
             };
-            let attempt = match conn.client.transaction() {
+            let session = if bind {
+                conn.session().map(Some)
+            } else {
+                Ok(None)
+            };
+            let attempt = match session.and_then(|s| Ok((s, conn.client.transaction()?))) {
                 Err(e) => Attempt::Before(e),
-                Ok(mut tx) => match step(&mut tx) {
+                Ok((session, mut tx)) => match step(&mut tx, session) {
                     // Dropping `tx` rolls it back.
                     Err(e) => Attempt::Step(e),
                     Ok(value) => match tx.commit() {
@@ -386,7 +489,7 @@ impl Server {
         };
         if !conn.listening.contains(channel) {
             conn.client
-                .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
+                .simple_query(&format!("LISTEN {}", quote_ident(channel)))
                 .map_err(|e| self.error(e))?;
             conn.listening.insert(channel.to_owned());
         }
@@ -396,35 +499,52 @@ impl Server {
     /// Waits up to `timeout` for a notification on a channel [`Server::listen`] started;
     /// `true` if one came (or the connection was lost, so the caller looks again).
     ///
+    /// The wait is cut into slices of at most [`NOTIFY_SLICE`], between which the connection
+    /// is free: other calls on this handle — the release a waiter waits for, among them — run
+    /// meanwhile, and notifications that arrive during them are kept for the next slice.
+    ///
     /// # Errors
     ///
     /// As [`Server::connect`].
     pub fn wait_notification(&self, timeout: Duration) -> Result<bool, ServerError> {
-        let mut guard = self.conn(Instant::now())?;
-        let Some(conn) = guard.as_mut() else {
-            return Ok(true);
-        };
-        let got = {
-            let mut notes = conn.client.notifications();
-            let mut iter = notes.timeout_iter(timeout);
-            fallible_iterator::FallibleIterator::next(&mut iter).map(|n| n.is_some())
-        };
-        match got {
-            Ok(true) => {
-                // Drain what else is queued: one wake-up per wait.
+        let start = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            let mut guard = self.conn(start)?;
+            let Some(conn) = guard.as_mut() else {
+                return Ok(true);
+            };
+            let got = {
                 let mut notes = conn.client.notifications();
-                let mut rest = notes.iter();
-                while let Ok(Some(_)) = fallible_iterator::FallibleIterator::next(&mut rest) {}
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
-            Err(_) => {
-                *guard = None;
-                Ok(true)
+                let mut iter = notes.timeout_iter(left.min(NOTIFY_SLICE));
+                fallible_iterator::FallibleIterator::next(&mut iter).map(|n| n.is_some())
+            };
+            match got {
+                Ok(true) => {
+                    // Drain what else is queued: one wake-up per wait.
+                    let mut notes = conn.client.notifications();
+                    let mut rest = notes.iter();
+                    while let Ok(Some(_)) = fallible_iterator::FallibleIterator::next(&mut rest) {}
+                    return Ok(true);
+                }
+                Ok(false) if start.elapsed() >= timeout => return Ok(false),
+                Ok(false) => {
+                    drop(guard);
+                    // Let a caller blocked on the connection take it (the mutex is not fair;
+                    // notifications meanwhile wait in the socket for the next slice).
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    *guard = None;
+                    return Ok(true);
+                }
             }
         }
     }
 }
+
+/// The longest [`Server::wait_notification`] holds the connection at a time.
+pub const NOTIFY_SLICE: Duration = Duration::from_millis(50);
 
 /// Whether `code` means the server is not available (starting, stopping, crashed, or the
 /// connection is gone): worth trying again.

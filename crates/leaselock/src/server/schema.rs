@@ -4,7 +4,10 @@
 //! run in order, under one advisory lock, so two first users never race, and a server whose
 //! schema is newer than this build is refused rather than used.
 
+use std::collections::BTreeMap;
+
 use postgres::error::SqlState;
+use postgres::types::Type;
 
 use super::{Server, ServerError, ServerErrorKind};
 
@@ -49,31 +52,35 @@ impl Server {
     /// As [`Server::transaction`].
     pub fn schema_state(&self, component: &str, known: usize) -> Result<SchemaState, ServerError> {
         let known = i32::try_from(known).unwrap_or(i32::MAX);
-        let version = self.transaction(false, |tx| {
-            let exists: bool = tx
-                .query_one(
-                    "SELECT to_regclass('gapreg.schema_version') IS NOT NULL",
-                    &[],
-                )
-                .map_err(|e| self.error(e))?
-                .get(0);
-            if !exists {
-                return Ok::<_, ServerError>(None);
-            }
-            let row = tx
-                .query_opt(
-                    "SELECT version FROM gapreg.schema_version WHERE component = $1",
-                    &[&component],
-                )
-                .map_err(|e| self.error(e))?;
-            Ok(row.map(|r| r.get::<_, i32>(0)))
-        })?;
-        Ok(match version {
+        Ok(match self.versions()?.get(component).copied() {
             None => SchemaState::Missing,
             Some(v) if v < known => SchemaState::Older { version: v, known },
             Some(v) if v == known => SchemaState::Current { version: v },
             Some(v) => SchemaState::Newer { version: v, known },
         })
+    }
+
+    /// Every component's version on the server, read once per handle (one round trip for all
+    /// the components a process opens) and kept up to date by [`Server::migrate`].
+    fn versions(&self) -> Result<BTreeMap<String, i32>, ServerError> {
+        let mut cache = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = &*cache {
+            return Ok(v.clone());
+        }
+        let versions = self.run(true, |client| {
+            match client.query_typed("SELECT component, version FROM gapreg.schema_version", &[]) {
+                Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
+                Err(e)
+                    if e.code() == Some(&SqlState::UNDEFINED_TABLE)
+                        || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
+                {
+                    Ok(BTreeMap::new())
+                }
+                Err(e) => Err(self.error(e)),
+            }
+        })?;
+        *cache = Some(versions.clone());
+        Ok(versions)
     }
 
     /// Brings `component`'s tables to the last of `migrations` (SQL scripts, applied in
@@ -92,8 +99,11 @@ impl Server {
             _ => {}
         }
         self.transaction(false, |tx| {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .map_err(|e| self.error(e))?;
+            tx.execute_typed(
+                "SELECT pg_advisory_xact_lock($1)::text",
+                &[(&MIGRATION_LOCK, Type::INT8)],
+            )
+            .map_err(|e| self.error(e))?;
             tx.batch_execute(
                 "CREATE SCHEMA IF NOT EXISTS gapreg;
                  CREATE TABLE IF NOT EXISTS gapreg.schema_version (
@@ -104,9 +114,9 @@ impl Server {
             )
             .map_err(|e| self.error(e))?;
             let version: i32 = tx
-                .query_opt(
+                .query_typed_opt(
                     "SELECT version FROM gapreg.schema_version WHERE component = $1",
-                    &[&component],
+                    &[(&component, Type::TEXT)],
                 )
                 .map_err(|e| self.error(e))?
                 .map_or(0, |r| r.get(0));
@@ -119,13 +129,19 @@ impl Server {
                 tx.batch_execute(script).map_err(|e| self.error(e))?;
             }
             let to = i32::try_from(migrations.len()).unwrap_or(i32::MAX);
-            tx.execute(
+            tx.execute_typed(
                 "INSERT INTO gapreg.schema_version (component, version) VALUES ($1, $2)
                  ON CONFLICT (component) DO UPDATE SET version = $2, migrated_at = now()",
-                &[&component, &to],
+                &[(&component, Type::TEXT), (&to, Type::INT4)],
             )
             .map_err(|e| self.error(e))?;
-            Ok(())
+            Ok(to)
+        })
+        .map(|to| {
+            let mut cache = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = cache.as_mut() {
+                v.insert(component.to_owned(), to);
+            }
         })
         .map_err(|e| match e.kind() {
             ServerErrorKind::Sql { source, .. }
