@@ -1598,3 +1598,196 @@ fn backends_terminated_mid_transaction_leave_no_partial_lease() -> Result {
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. The queue: waiters on different machines are granted first come, first served.
+
+const FIFO_WAITERS: usize = 4;
+
+fn queued(db: &str, ns: &str) -> Result<usize> {
+    Ok(pg::psql(
+        db,
+        &format!("SELECT count(*) FROM gapreg.lease_waiters WHERE ns = '{ns}'"),
+    )?
+    .parse()?)
+}
+
+/// One waiter of [`waiters_on_different_machines_are_granted_first_come_first_served`]:
+/// waits for `q`, reports its grant's token, holds it 100 ms, releases it.
+#[test]
+#[ignore = "a child process of waiters_on_different_machines_are_granted_first_come_first_served"]
+fn fifo_child() -> Result {
+    let Some(param) = CHILDREN.param() else {
+        return Ok(());
+    };
+    let [url, ns, root, index] = param_fields(&param)?;
+    let leases = PgLeases::open(Arc::new(Server::new(&url, WAIT)?), &ns, &root)?;
+    let grant = leases.acquire(
+        &LeaseRequest::exclusive(&format!("w{index}"))
+            .file("q")
+            .ttl(Duration::from_secs(60))
+            .wait(Duration::from_secs(60)),
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{MARK}granted {index} {}", grant.lease.token)?;
+    out.flush()?;
+    std::thread::sleep(Duration::from_millis(100));
+    leases.release(&grant.lease)?;
+    Ok(())
+}
+
+/// Processes (machines) that start waiting for one file one after another are granted it in
+/// that order once its holder lets go — not in the order the wake-up happens to reach them.
+#[test]
+fn waiters_on_different_machines_are_granted_first_come_first_served() -> Result {
+    if CHILDREN.param().is_some() {
+        return Ok(());
+    }
+    let Some(db) = shared_db("pg::waiters_are_granted_first_come_first_served") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let holder = open_pg(&db, "fifo", root.path())?;
+    let held = holder
+        .acquire(&LeaseRequest::exclusive("h").file("q"))?
+        .lease;
+    let param = |i: usize| format!("{db}|fifo|{}|{i}", root.path().display());
+    let mut children = Vec::new();
+    for i in 0..FIFO_WAITERS {
+        children.push(CHILDREN.spawn("fifo_child", &param(i)));
+        // The next one starts only once this one is in the queue.
+        poll(Duration::from_secs(30), || {
+            (queued(&db, "fifo").ok()? == i + 1).then_some(())
+        })
+        .ok_or_else(|| format!("waiter {i} never joined the queue"))?;
+    }
+    holder.release(&held)?;
+    let reports = collect(children)?;
+    let mut tokens = Vec::new();
+    for (i, lines) in reports.iter().enumerate() {
+        let token = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("granted {i} ")))
+            .ok_or_else(|| format!("waiter {i} reported no grant: {lines:?}"))?;
+        tokens.push(token.parse::<u64>()?);
+    }
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "the waiters, in the order they came, were granted with tokens {tokens:?}: not first \
+         come, first served"
+    );
+    assert_eq!(queued(&db, "fifo")?, 0, "every ticket left the queue");
+    Ok(())
+}
+
+/// A request that would fit beside the current leases is still refused while an earlier
+/// waiter it conflicts with is queued (no barging, so a waiter for a directory is not starved
+/// by a stream of requests for its files), and is granted once that waiter is done. A waiter
+/// that gives up leaves the queue.
+#[test]
+fn a_newcomer_cannot_barge_past_a_queued_waiter() -> Result {
+    let Some(db) = shared_db("pg::a_newcomer_cannot_barge_past_a_queued_waiter") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let a = open_pg(&db, "t", root.path())?;
+    let c = open_pg(&db, "t", root.path())?;
+    let held = a.acquire(&LeaseRequest::exclusive("a").file("d/a"))?.lease;
+    let waiter = {
+        let b = open_pg(&db, "t", root.path())?;
+        std::thread::spawn(move || {
+            let grant = b.acquire(
+                &LeaseRequest::exclusive("b")
+                    .dir("d")
+                    .wait(Duration::from_secs(20)),
+            );
+            let started = Instant::now();
+            if let Ok(g) = &grant {
+                std::thread::sleep(Duration::from_millis(200));
+                b.release(&g.lease).ok();
+            }
+            (grant, started)
+        })
+    };
+    poll(Duration::from_secs(10), || {
+        (queued(&db, "t").ok()? == 1).then_some(())
+    })
+    .ok_or("the directory's waiter never joined the queue")?;
+    let barged = c.acquire(&LeaseRequest::exclusive("c").file("d/c"));
+    let err = barged.expect_err("d/c fits beside a's lease, but b waits for all of d");
+    assert!(err.is_conflict(), "{err}");
+    let ahead = err.conflicts()[0].lease.as_ref().ok_or("a lease")?;
+    assert_eq!((ahead.holder.as_str(), ahead.token), ("b", 0), "{err}");
+    assert!(err.to_string().contains("ahead in the queue"), "{err}");
+    // What does not overlap the waiter is granted at once.
+    c.acquire(&LeaseRequest::exclusive("c").file("e"))?;
+    let released = Instant::now();
+    a.release(&held)?;
+    let (grant, granted_at) = waiter.join().map_err(|_| "the waiter panicked")?;
+    let grant = grant?;
+    assert!(grant.lease.token > held.token);
+    assert!(
+        granted_at.duration_since(released) < Duration::from_secs(2),
+        "granted {:?} after the release",
+        granted_at.duration_since(released)
+    );
+    // b held d for 200 ms and let go: now c's request is granted.
+    let grant = poll(Duration::from_secs(5), || {
+        c.acquire(&LeaseRequest::exclusive("c").file("d/c")).ok()
+    })
+    .ok_or("c never got d/c after b was done")?;
+    assert!(grant.lease.token > held.token);
+
+    // A waiter that gives up leaves the queue, and the next request is not held up by it.
+    let blocked = c.acquire(
+        &LeaseRequest::exclusive("c2")
+            .file("d/c")
+            .wait(Duration::from_millis(300)),
+    );
+    assert!(blocked.is_err_and(|e| e.is_conflict()));
+    assert_eq!(
+        queued(&db, "t")?,
+        0,
+        "the waiter that gave up left its ticket"
+    );
+    Ok(())
+}
+
+/// A waiter whose machine dies (its process killed, its session ended by the server) holds
+/// up nobody: its ticket dies with its session.
+#[test]
+fn a_dead_waiter_holds_up_nobody() -> Result {
+    if CHILDREN.param().is_some() {
+        return Ok(());
+    }
+    let Some(db) = shared_db("pg::a_dead_waiter_holds_up_nobody") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let holder = open_pg(&db, "fifo", root.path())?;
+    let held = holder
+        .acquire(&LeaseRequest::exclusive("h").file("q"))?
+        .lease;
+    let mut child = Reaped(Some(CHILDREN.spawn(
+        "fifo_child",
+        &format!("{db}|fifo|{}|0", root.path().display()),
+    )));
+    poll(Duration::from_secs(30), || {
+        (queued(&db, "fifo").ok()? == 1).then_some(())
+    })
+    .ok_or("the waiter never joined the queue")?;
+    if let Some(c) = child.0.as_mut() {
+        c.kill()?;
+        c.wait()?;
+    }
+    holder.release(&held)?;
+    // The server notices the dead client's closed socket at once (loopback); until then the
+    // ticket is live and the refusal is right.
+    let grant = poll(Duration::from_secs(10), || {
+        holder.acquire(&LeaseRequest::exclusive("n").file("q")).ok()
+    })
+    .ok_or("a dead waiter's ticket kept blocking q")?;
+    assert!(grant.lease.token > held.token);
+    assert_eq!(queued(&db, "fifo")?, 0, "the dead ticket was removed");
+    Ok(())
+}

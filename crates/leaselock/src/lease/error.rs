@@ -268,6 +268,21 @@ impl ConflictInfo {
 impl fmt::Display for ConflictInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.lease, &self.corrupt) {
+            // A waiting request ahead in the queue (no grant has token 0).
+            (Some(l), _) if l.token == 0 => write!(
+                f,
+                "{} waits ({}) for {} lease on files {:?} dirs {:?}, until {} at the latest, \
+                 and is ahead in the queue",
+                l.holder,
+                l.id,
+                match l.mode {
+                    Mode::Exclusive => "an exclusive",
+                    Mode::Shared => "a shared",
+                },
+                l.files,
+                l.dirs,
+                fmt_time(l.expires_at),
+            ),
             (Some(l), _) => write!(
                 f,
                 "{} holds {} lease {} (token {}) on files {:?} dirs {:?} until {}{}",

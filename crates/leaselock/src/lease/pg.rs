@@ -10,6 +10,7 @@
 //! | `lease_tokens (ns, last)` | each namespace's last fencing token |
 //! | `leases (ns, id, token, record, session_pid, session_start)` | one row per lease; `record` is the lease's JSON, exactly as a lease file holds it (without the checksum header) and checked as strictly on every read |
 //! | `lease_paths (ns, id, path, is_dir)` | the paths of each lease, indexed (`C` collation), so a grant reads only the leases that could overlap it |
+//! | `lease_waiters (ns, ticket, record, session_pid, session_start)` | the queue: one row per waiting request, in arrival order (`ticket`), `record` the lease it asks for (token 0, expiring when its waiter gives up), bound to its waiter's session |
 //!
 //! # Why it holds
 //!
@@ -27,10 +28,16 @@
 //!   holder is dead (the server's analogue of a dead process) and the lease can be taken over.
 //!   `pg_locks`, where the lock is looked for, shows every user's sessions. Otherwise the TTL
 //!   decides.
-//! - **Waiting.** A refused request with a wait listens on the namespace's channel and is
-//!   woken by `NOTIFY` when a lease is released or removed, or when the first blocking lease
-//!   expires. A session's end sends nothing, so while a session-bound lease blocks it, the
-//!   waiter also looks again after 50 ms, doubling up to once a second.
+//! - **Waiting, first come first served.** A refused request with a wait takes a ticket in
+//!   `lease_waiters`, in the refusing transaction, and from then on every request — waiting or
+//!   not, from any machine — that conflicts with an earlier live ticket is refused as if that
+//!   ticket were a lease: the waiters are granted in the order they were refused, and a newcomer
+//!   cannot barge past them. The waiter listens on the namespace's channel and is woken by
+//!   `NOTIFY` when a lease is released or removed, a ticket leaves the queue, or the first
+//!   blocker expires. A ticket lives while its waiter's session does (its lock of life), and
+//!   leaves when the waiter is granted or gives up. A session's end sends nothing, so while a
+//!   session-bound lease or ticket blocks it, the waiter also looks again after 50 ms, doubling
+//!   up to once a second.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -41,7 +48,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use postgres::Transaction;
 use postgres::types::Type;
 
-use super::error::{LeaseError, LeaseErrorKind};
+use super::error::{ConflictInfo, LeaseError, LeaseErrorKind};
 use super::file_store::check_id;
 use super::liveness;
 use super::options::{Binding, LeaseRequest};
@@ -50,10 +57,11 @@ use super::record::{HolderFacts, Lease, validate};
 use super::scope::{Scope, ttl_ok};
 use super::store::{CorruptEntry, Entry, LeaseStore, WriteFailed};
 use super::{Listing, service::LeaseService};
-use crate::server::{Server, ServerError, live_session};
+use crate::server::{Server, ServerError, Session, live_session};
 
 /// The `leaselock` component's migrations, in order (see [`Server::migrate`]).
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE gapreg.lease_tokens (
     ns text PRIMARY KEY,
     last bigint NOT NULL CHECK (last >= 0)
@@ -77,7 +85,18 @@ CREATE TABLE gapreg.lease_paths (
 );
 CREATE INDEX lease_paths_path ON gapreg.lease_paths (ns, path);
 CREATE INDEX lease_paths_id ON gapreg.lease_paths (ns, id);
-"];
+",
+    "
+CREATE TABLE gapreg.lease_waiters (
+    ns text NOT NULL,
+    ticket bigserial NOT NULL,
+    record text NOT NULL,
+    session_pid integer NOT NULL,
+    session_start bigint NOT NULL,
+    PRIMARY KEY (ns, ticket)
+);
+",
+];
 
 /// The component name of these tables in `gapreg.schema_version`.
 pub const COMPONENT: &str = "leaselock";
@@ -200,15 +219,8 @@ impl PgLeases {
             scope,
             loaded: None,
             dead: &dead,
-            notify: false,
         };
         let value = step(&mut store, &ctx)?;
-        if store.notify {
-            store
-                .tx
-                .execute_typed("SELECT pg_notify($1, '')", &[(&self.channel, Type::TEXT)])
-                .map_err(|e| server_error(server.error(e)))?;
-        }
         Ok(value)
     }
 
@@ -222,38 +234,118 @@ impl PgLeases {
         let request = self.scope.request(req)?;
         let start = Instant::now();
         let mut listening = false;
+        // This request's place in the queue, once it has waited.
+        let mut ticket: Option<i64> = None;
         // While only leases bound to sessions block the request, nothing tells the waiter when
         // such a session ends: it looks again after this long, doubling up to a second.
         let mut session_poll = Duration::from_millis(50);
         loop {
             let mut server_now = None;
-            let mut grant = |store: &mut PgStore<'_, '_>, ctx: &Ctx<'_>, session: Option<&str>| {
+            let left = req.wait.map(|w| w.saturating_sub(start.elapsed()));
+            let mut attempt = |store: &mut PgStore<'_, '_>,
+                               ctx: &Ctx<'_>,
+                               session: Option<Session>|
+             -> Result<Result<Grant, LeaseError>, LeaseError> {
                 server_now = Some(ctx.now);
-                let facts = self.scope.facts_for(req.binding, session)?;
-                protocol::grant(store, &request, facts, ctx)
-            };
-            let result = match req.binding {
-                // Bound to the session the granting transaction runs in, whichever that is
-                // after a reconnection.
-                Binding::Session => self.server.session_transaction(false, |tx, session| {
-                    let key = session.key();
-                    self.under_lock(tx, Some(&request), &mut |store, ctx| {
-                        grant(store, ctx, Some(&key))
+                let key = session.map(|s| s.key());
+                let session_key = match req.binding {
+                    Binding::Session => key.as_deref(),
+                    _ => None,
+                };
+                let facts = self.scope.facts_for(req.binding, session_key)?;
+                let queue = store.queue()?;
+                let mine = ticket.filter(|t| queue.iter().any(|w| w.ticket == *t && w.live));
+                let ahead: Vec<ConflictInfo> = queue
+                    .iter()
+                    .filter(|w| w.live && mine.is_none_or(|m| w.ticket < m))
+                    .filter_map(|w| w.lease.as_ref().map(|l| (w.ticket, l)))
+                    .filter(|(_, l)| request.blocked_by(l))
+                    .map(|(t, l)| ConflictInfo {
+                        id: l.id.clone(),
+                        file: self.location_of(&format!("queue/{t}")),
+                        lease: Some(l.clone()),
+                        corrupt: None,
                     })
-                }),
-                _ => self.locked(Some(&request), |store, ctx| grant(store, ctx, None)),
+                    .collect();
+                let gone: Vec<i64> = queue.iter().filter(|w| !w.live).map(|w| w.ticket).collect();
+                store.dequeue(&gone)?;
+                let result = if ahead.is_empty() {
+                    protocol::grant(store, &request, facts.clone(), ctx)
+                } else {
+                    Err(LeaseError::new(LeaseErrorKind::Conflict {
+                        conflicts: ahead,
+                    }))
+                };
+                match result {
+                    Ok(grant) => {
+                        store.dequeue(&mine.into_iter().collect::<Vec<_>>())?;
+                        Ok(Ok(grant))
+                    }
+                    Err(e) if e.is_conflict() => {
+                        ticket = mine;
+                        if let (None, Some(left), Some(key)) = (mine, left, &key) {
+                            if !left.is_zero() {
+                                let waiting = Lease {
+                                    id: String::new(),
+                                    token: 0,
+                                    holder: request.holder.clone(),
+                                    mode: request.mode,
+                                    files: request.files.clone(),
+                                    dirs: request.dirs.clone(),
+                                    task: request.task.clone(),
+                                    acquired_at: ctx.now,
+                                    renewed_at: ctx.now,
+                                    expires_at: ctx
+                                        .now
+                                        .checked_add(left.min(Duration::from_secs(366 * 86_400)))
+                                        .unwrap_or(ctx.now),
+                                    ttl: request.ttl,
+                                    facts: HolderFacts {
+                                        session: Some(key.clone()),
+                                        ..facts
+                                    },
+                                    took_over: Vec::new(),
+                                };
+                                ticket = Some(store.enqueue(&waiting, session)?);
+                            }
+                        }
+                        // Committed: the ticket (and the removal of dead ones) stands.
+                        Ok(Err(e))
+                    }
+                    Err(e) => Err(e),
+                }
             };
+            // A waiting request's ticket, and a session lease, are bound to the session the
+            // transaction runs in, whichever that is after a reconnection.
+            let result = if matches!(req.binding, Binding::Session) || req.wait.is_some() {
+                self.server.session_transaction(false, |tx, session| {
+                    self.under_lock(tx, Some(&request), &mut |store, ctx| {
+                        attempt(store, ctx, Some(session))
+                    })
+                })
+            } else {
+                self.locked(Some(&request), |store, ctx| attempt(store, ctx, None))
+            }
+            .and_then(|r| r);
             let Some(wait) = req.wait else {
                 return result;
             };
             let err = match result {
                 Err(e) if e.is_conflict() && start.elapsed() < wait => e,
-                other => return other,
+                other => {
+                    if other.is_err() {
+                        self.leave_queue(ticket);
+                    }
+                    return other;
+                }
             };
             if !listening {
                 // Listen first, then look again: a release between the refusal and the
                 // LISTEN would otherwise be missed.
-                self.server.listen(&self.channel).map_err(server_error)?;
+                if let Err(e) = self.server.listen(&self.channel) {
+                    self.leave_queue(ticket);
+                    return Err(server_error(e));
+                }
                 listening = true;
                 continue;
             }
@@ -272,7 +364,18 @@ impl PgLeases {
                 slice = slice.min(session_poll);
                 session_poll = (session_poll * 2).min(Duration::from_secs(1));
             }
-            self.server.wait_notification(slice).map_err(server_error)?;
+            if let Err(e) = self.server.wait_notification(slice) {
+                self.leave_queue(ticket);
+                return Err(server_error(e));
+            }
+        }
+    }
+
+    /// Takes the request with `ticket` out of the queue, waking those behind it. Best effort:
+    /// a ticket left behind goes when its session does.
+    fn leave_queue(&self, ticket: Option<i64>) {
+        if let Some(t) = ticket {
+            let _ = self.locked(None, |store, _| store.dequeue(&[t]));
         }
     }
 
@@ -442,8 +545,6 @@ pub(crate) struct PgStore<'t, 'c> {
     loaded: Option<Vec<Entry>>,
     /// Sessions found ended while reading (the keys of [`HolderFacts::session`]).
     dead: &'t RefCell<BTreeSet<String>>,
-    /// Whether a lease was removed (waiters are woken at commit).
-    notify: bool,
 }
 
 /// Every ancestor directory of `path` (`a/b/c`: `a/b`, `a`), and `path` itself.
@@ -534,6 +635,100 @@ impl PgStore<'_, '_> {
     }
 }
 
+/// A waiting request, as the queue holds it.
+struct Waiter {
+    ticket: i64,
+    /// The lease it asks for; `None` if the row is unreadable (it then blocks nobody, and
+    /// goes with its session).
+    lease: Option<Lease>,
+    /// Whether its waiter's session lives.
+    live: bool,
+}
+
+impl PgStore<'_, '_> {
+    /// The namespace's queue, in arrival order.
+    fn queue(&mut self) -> Result<Vec<Waiter>, LeaseError> {
+        let rows = self
+            .tx
+            .query_typed(
+                &format!(
+                    "SELECT w.ticket, w.record, {} FROM gapreg.lease_waiters w
+                      WHERE w.ns = $1 ORDER BY w.ticket",
+                    live_session("w.session_pid", "w.session_start")
+                ),
+                &[(&self.leases.ns, Type::TEXT)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let ticket: i64 = r.get(0);
+                let record: String = r.get(1);
+                let lease = serde_json::from_str::<Lease>(&record)
+                    .ok()
+                    .filter(|l| l.facts.session.is_some())
+                    .map(|l| Lease {
+                        id: format!("waiting-{ticket}"),
+                        ..l
+                    });
+                Waiter {
+                    ticket,
+                    lease,
+                    live: r.get(2),
+                }
+            })
+            .collect())
+    }
+
+    /// Puts `waiting` (the lease a refused request waits for) at the end of the queue, bound
+    /// to `session`; its ticket.
+    fn enqueue(&mut self, waiting: &Lease, session: Option<Session>) -> Result<i64, LeaseError> {
+        let Some(session) = session else {
+            return Err(LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: "a waiting request needs its session".to_owned(),
+            }));
+        };
+        let record = serde_json::to_string(waiting).map_err(|e| {
+            LeaseError::new(LeaseErrorKind::InvalidRequest {
+                reason: format!("the request cannot be encoded: {e}"),
+            })
+        })?;
+        Ok(self
+            .tx
+            .query_typed_one(
+                "INSERT INTO gapreg.lease_waiters (ns, record, session_pid, session_start)
+                 VALUES ($1, $2, $3, $4) RETURNING ticket",
+                &[
+                    (&self.leases.ns, Type::TEXT),
+                    (&record, Type::TEXT),
+                    (&session.pid, Type::INT4),
+                    (&session.started_us, Type::INT8),
+                ],
+            )
+            .map_err(|e| self.err(e))?
+            .get(0))
+    }
+
+    /// Takes `tickets` out of the queue (waking the waiters, who may now be first).
+    fn dequeue(&mut self, tickets: &[i64]) -> Result<(), LeaseError> {
+        if tickets.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .query_typed(
+                "DELETE FROM gapreg.lease_waiters WHERE ns = $1 AND ticket = ANY($2)
+                 RETURNING pg_notify($3, '')::text",
+                &[
+                    (&self.leases.ns, Type::TEXT),
+                    (&tickets, Type::INT8_ARRAY),
+                    (&self.leases.channel, Type::TEXT),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
 impl LeaseStore for PgStore<'_, '_> {
     fn entries(&mut self) -> Result<Vec<&Entry>, LeaseError> {
         self.load()?;
@@ -557,23 +752,32 @@ impl LeaseStore for PgStore<'_, '_> {
                 reason: format!("the lease cannot be encoded: {e}"),
             })
         })?;
-        let (pid, start) = match lease
-            .facts
-            .session
-            .as_deref()
-            .and_then(|k| k.split_once('@'))
-        {
-            Some((pid, start)) => (pid.parse::<i32>().ok(), start.parse::<i64>().ok()),
-            None => (None, None),
-        };
+        let session = lease.facts.session.as_deref().and_then(Session::parse);
+        let (pid, start) = (session.map(|s| s.pid), session.map(|s| s.started_us));
         let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
-        let inserted: bool = self
-            .tx
-            .query_typed_one(
-                "INSERT INTO gapreg.leases (ns, id, token, record, session_pid, session_start)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (ns, id) DO UPDATE SET record = $4, token = $3
-                 RETURNING xmax = 0",
+        let paths: Vec<&str> = lease
+            .files
+            .iter()
+            .chain(&lease.dirs)
+            .map(String::as_str)
+            .collect();
+        let dirs: Vec<bool> = lease
+            .files
+            .iter()
+            .map(|_| false)
+            .chain(lease.dirs.iter().map(|_| true))
+            .collect();
+        // The row and, for a new lease, its paths: one statement (a renewal keeps the paths).
+        self.tx
+            .execute_typed(
+                "WITH lease AS (
+                     INSERT INTO gapreg.leases (ns, id, token, record, session_pid, session_start)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (ns, id) DO UPDATE SET record = $4, token = $3
+                     RETURNING xmax = 0 AS inserted)
+                 INSERT INTO gapreg.lease_paths (ns, id, path, is_dir)
+                 SELECT $1, $2, p, d FROM lease, unnest($7::text[], $8::bool[]) AS t(p, d)
+                  WHERE lease.inserted",
                 &[
                     (&self.leases.ns, Type::TEXT),
                     (&lease.id, Type::TEXT),
@@ -581,48 +785,29 @@ impl LeaseStore for PgStore<'_, '_> {
                     (&record, Type::TEXT),
                     (&pid, Type::INT4),
                     (&start, Type::INT8),
+                    (&paths, Type::TEXT_ARRAY),
+                    (&dirs, Type::BOOL_ARRAY),
                 ],
             )
-            .map_err(|e| self.err(e))?
-            .get(0);
-        if inserted {
-            let paths: Vec<&str> = lease
-                .files
-                .iter()
-                .chain(&lease.dirs)
-                .map(String::as_str)
-                .collect();
-            let dirs: Vec<bool> = lease
-                .files
-                .iter()
-                .map(|_| false)
-                .chain(lease.dirs.iter().map(|_| true))
-                .collect();
-            self.tx
-                .execute_typed(
-                    "INSERT INTO gapreg.lease_paths (ns, id, path, is_dir)
-                     SELECT $1, $2, p, d FROM unnest($3::text[], $4::bool[]) AS t(p, d)",
-                    &[
-                        (&self.leases.ns, Type::TEXT),
-                        (&lease.id, Type::TEXT),
-                        (&paths, Type::TEXT_ARRAY),
-                        (&dirs, Type::BOOL_ARRAY),
-                    ],
-                )
-                .map_err(|e| self.err(e))?;
-        }
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     fn remove(&mut self, id: &str) -> Result<bool, LeaseError> {
         let n = self
             .tx
-            .execute_typed(
-                "DELETE FROM gapreg.leases WHERE ns = $1 AND id = $2",
-                &[(&self.leases.ns, Type::TEXT), (&id, Type::TEXT)],
+            .query_typed(
+                "DELETE FROM gapreg.leases WHERE ns = $1 AND id = $2
+                 RETURNING pg_notify($3, '')::text",
+                &[
+                    (&self.leases.ns, Type::TEXT),
+                    (&id, Type::TEXT),
+                    (&self.leases.channel, Type::TEXT),
+                ],
             )
-            .map_err(|e| self.err(e))?;
-        self.notify |= n > 0;
+            .map_err(|e| self.err(e))?
+            .len();
+        // Waiters are woken at commit (NOTIFY is transactional).
         Ok(n > 0)
     }
 

@@ -56,7 +56,7 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    fn blocked_by(&self, lease: &Lease) -> bool {
+    pub(crate) fn blocked_by(&self, lease: &Lease) -> bool {
         self.mode.conflicts_with(lease.mode)
             && scopes_overlap(&self.files, &self.dirs, &lease.files, &lease.dirs)
     }
