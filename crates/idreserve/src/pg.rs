@@ -103,12 +103,38 @@ impl PgCounters {
                 count,
             }));
         };
-        Ok(Reservation {
-            prefix: prefix.to_owned(),
-            first: last - (count - 1),
-            count,
-            width: 0,
-        })
+        Ok(reservation(prefix, last, count))
+    }
+
+    /// Like [`PgCounters::reserve`], but only from a counter that exists and has room for
+    /// `count` more: `None` (nothing changed) otherwise. One statement, no insert: for a
+    /// caller that must do something first when a counter is new.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgCounters::reserve`].
+    pub fn reserve_existing(&self, prefix: &str, count: u64) -> Result<Option<Reservation>, Error> {
+        check_prefix(prefix)?;
+        check_count(count)?;
+        let n = i64::try_from(count).unwrap_or(i64::MAX);
+        let last = self.server.run(true, |client| {
+            let row = client
+                .query_typed_opt(
+                    "UPDATE gapreg.id_counters SET last = last + $3
+                      WHERE ns = $1 AND prefix = $2 AND last <= 9223372036854775807 - $3
+                      RETURNING last",
+                    &[
+                        (&self.ns, Type::TEXT),
+                        (&prefix, Type::TEXT),
+                        (&n, Type::INT8),
+                    ],
+                )
+                .map_err(|e| self.server.error(e))?;
+            Ok::<_, Error>(row.map(|r| r.get::<_, i64>(0)))
+        })?;
+        Ok(last
+            .and_then(|l| u64::try_from(l).ok())
+            .map(|last| reservation(prefix, last, count)))
     }
 
     /// Raises `prefix`'s counter to at least `at_least` (never lowers it).
@@ -220,5 +246,15 @@ impl PgCounters {
                 })
                 .collect())
         })
+    }
+}
+
+/// The reservation of the `count` ids of `prefix` ending at `last`.
+fn reservation(prefix: &str, last: u64, count: u64) -> Reservation {
+    Reservation {
+        prefix: prefix.to_owned(),
+        first: last - (count - 1),
+        count,
+        width: 0,
     }
 }

@@ -81,7 +81,32 @@ pub enum Ids<'a> {
     Files(&'a Store),
     /// The coordination server's counters.
     #[cfg(feature = "postgres")]
-    Postgres(&'a idreserve::PgCounters),
+    Postgres(PgIds<'a>),
+}
+
+/// The counters of a registry whose coordination state is on a server: a namespace's first
+/// use starts them above the ids its documents hold.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone, Copy)]
+pub struct PgIds<'a>(pub(crate) &'a super::server::PgCoordination);
+
+#[cfg(feature = "postgres")]
+impl PgIds<'_> {
+    fn reserve(&self, prefix: &str, count: u64) -> Result<Reservation> {
+        self.0.reserve_ids(prefix, count)
+    }
+    fn peek(&self, prefix: &str) -> Result<Id> {
+        Ok(self.0.ids()?.peek(prefix)?)
+    }
+    fn validate(&self, id: &str) -> Result<Id> {
+        Ok(self.0.ids()?.validate(id)?)
+    }
+    fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        Ok(self.0.ids()?.counters()?)
+    }
+    fn raise(&self, prefix: &str, at_least: u64) -> Result<Raised> {
+        Ok(self.0.ids()?.raise(prefix, at_least)?)
+    }
 }
 
 macro_rules! ids {

@@ -384,7 +384,10 @@ impl Registry {
         match &self.coord {
             Coord::Files(c) => Ok(Ids::Files(&c.ids)),
             #[cfg(feature = "postgres")]
-            Coord::Postgres(c) => Ok(Ids::Postgres(c.ids()?)),
+            Coord::Postgres(c) => {
+                c.server()?;
+                Ok(Ids::Postgres(backend::PgIds(c)))
+            }
         }
     }
 

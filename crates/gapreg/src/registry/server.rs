@@ -154,6 +154,8 @@ struct Connected {
     server: Arc<Server>,
     ids: PgCounters,
     claims: PgLeases,
+    /// Set once the namespace is known to be seeded (see [`PgCoordination::ids`]).
+    seeded: OnceLock<()>,
 }
 
 /// The coordination state of a registry on a server.
@@ -203,13 +205,6 @@ impl PgCoordination {
         let server = Arc::new(Server::new(&url, self.wait)?);
         server.migrate(COMPONENT, MIGRATIONS)?;
         let ids = PgCounters::open(server.clone(), &self.ns)?;
-        // A namespace's first use (or one set by hand): its counters start above every id
-        // and position the documents hold, so no id they have is handed out again.
-        if ids.counters()?.is_empty() {
-            for (prefix, n) in super::shared::highest_in_documents(&self.files)? {
-                ids.raise(&prefix, n)?;
-            }
-        }
         let claims = PgLeases::open(
             server.clone(),
             &format!("{}/claims", self.ns),
@@ -219,12 +214,34 @@ impl PgCoordination {
             server,
             ids,
             claims,
+            seeded: OnceLock::new(),
         }))
     }
 
-    /// The counters.
+    /// The counters, the namespace seeded.
     pub(crate) fn ids(&self) -> Result<&PgCounters> {
-        Ok(&self.connected()?.ids)
+        let connected = self.connected()?;
+        if connected.seeded.get().is_none() {
+            // A namespace's first use (or one set by hand): its counters start above every
+            // id and position the documents hold, so no id they have is handed out again.
+            // (Raising is idempotent: two threads seeding at once do no harm.)
+            if connected.ids.counters()?.is_empty() {
+                for (prefix, n) in super::shared::highest_in_documents(&self.files)? {
+                    connected.ids.raise(&prefix, n)?;
+                }
+            }
+            let _ = connected.seeded.set(());
+        }
+        Ok(&connected.ids)
+    }
+
+    /// Reserves `n` ids of `prefix`. A counter that exists proves the namespace seeded: one
+    /// statement. Else (a new prefix, a new namespace, or a counter at its end) the full way.
+    pub(crate) fn reserve_ids(&self, prefix: &str, n: u64) -> Result<idreserve::Reservation> {
+        if let Some(r) = self.connected()?.ids.reserve_existing(prefix, n)? {
+            return Ok(r);
+        }
+        Ok(self.ids()?.reserve(prefix, n)?)
     }
 
     /// The leases on the repository's files.
@@ -248,7 +265,7 @@ impl Coordination for PgCoordination {
     }
 
     fn reserve(&self, prefix: &str, n: u64) -> Result<u64> {
-        Ok(self.ids()?.reserve(prefix, n)?.first())
+        Ok(self.reserve_ids(prefix, n)?.first())
     }
 
     fn raise(&self, prefix: &str, at_least: u64) -> Result<()> {

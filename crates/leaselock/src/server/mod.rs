@@ -52,7 +52,7 @@ pub use schema::{SCHEMA, SchemaState};
 /// [`Session::lock_key`] (the two-`int4` form, which no other lock of the tool uses) from the
 /// moment it is first asked for until it ends. That lock is its proof of life to every other
 /// session: `pg_locks` shows every session's locks to every user, where `pg_stat_activity`
-/// hides other users' start times. [`LIVE_SESSION`] is the test.
+/// hides other users' start times, so the test of life is that lock's presence there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
     /// `pg_backend_pid()`.
