@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leaselock::server::Server;
+use leaselock::server::{SchemaGuard, Server};
 use postgres::types::Type;
 
 use crate::error::{Error, ErrorKind};
@@ -37,7 +37,7 @@ pub const COMPONENT: &str = "idreserve";
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use leaselock::server::Server;
+/// use leaselock::server::{SchemaGuard, Server};
 ///
 /// let server = Arc::new(Server::connect("postgres://agent@db.example/coord", Duration::from_secs(5))?);
 /// let ids = idreserve::PgCounters::open(server, "my-repo")?;
@@ -58,11 +58,31 @@ impl PgCounters {
     ///
     /// The server's, as [`ErrorKind::Server`].
     pub fn open(server: Arc<Server>, ns: &str) -> Result<PgCounters, Error> {
-        server.migrate(COMPONENT, MIGRATIONS)?;
-        Ok(PgCounters {
+        let counters = PgCounters::lazy(server, ns);
+        counters.check()?;
+        Ok(counters)
+    }
+
+    /// The counters of namespace `ns` on `server`, nothing asked of the server yet: the first
+    /// call checks (and if needed creates or migrates) the table, as [`PgCounters::open`]
+    /// does — except [`PgCounters::reserve_existing`], whose statement checks the table's
+    /// version itself, so a process that only reserves asks the server one thing.
+    pub fn lazy(server: Arc<Server>, ns: &str) -> PgCounters {
+        server.expect(COMPONENT, MIGRATIONS);
+        PgCounters {
             server,
             ns: ns.to_owned(),
-        })
+        }
+    }
+
+    /// Checks the table now, creating or migrating it if needed (one query per server
+    /// handle, none after it; every call but [`PgCounters::reserve_existing`] makes it).
+    ///
+    /// # Errors
+    ///
+    /// The server's, as [`ErrorKind::Server`]; a table newer than this build is refused.
+    pub fn check(&self) -> Result<(), Error> {
+        Ok(self.server.migrate(COMPONENT, MIGRATIONS)?)
     }
 
     /// The server.
@@ -78,6 +98,7 @@ impl PgCounters {
     pub fn reserve(&self, prefix: &str, count: u64) -> Result<Reservation, Error> {
         check_prefix(prefix)?;
         check_count(count)?;
+        self.check()?;
         let n = i64::try_from(count).unwrap_or(i64::MAX);
         let last = self.server.run(true, |client| {
             let row = client
@@ -107,8 +128,12 @@ impl PgCounters {
     }
 
     /// Like [`PgCounters::reserve`], but only from a counter that exists and has room for
-    /// `count` more: `None` (nothing changed) otherwise. One statement, no insert: for a
-    /// caller that must do something first when a counter is new.
+    /// `count` more, and only while every component the server handle expects (this one's
+    /// table, and whatever its owner recorded with [`Server::expect`]) is at the version this
+    /// build knows: `None` (nothing changed) otherwise, and the caller takes the full way.
+    /// One statement, which checks the versions itself (so it needs no
+    /// [`PgCounters::open`] check first) and never inserts: for a caller that must do
+    /// something first when a counter is new.
     ///
     /// # Errors
     ///
@@ -117,20 +142,30 @@ impl PgCounters {
         check_prefix(prefix)?;
         check_count(count)?;
         let n = i64::try_from(count).unwrap_or(i64::MAX);
+        let guard = self.server.schema_guard();
+        let sql = format!(
+            "UPDATE gapreg.id_counters SET last = last + $3
+              WHERE ns = $1 AND prefix = $2 AND last <= 9223372036854775807 - $3 AND {}
+              RETURNING last",
+            SchemaGuard::condition(4)
+        );
         let last = self.server.run(true, |client| {
-            let row = client
-                .query_typed_opt(
-                    "UPDATE gapreg.id_counters SET last = last + $3
-                      WHERE ns = $1 AND prefix = $2 AND last <= 9223372036854775807 - $3
-                      RETURNING last",
-                    &[
-                        (&self.ns, Type::TEXT),
-                        (&prefix, Type::TEXT),
-                        (&n, Type::INT8),
-                    ],
-                )
-                .map_err(|e| self.server.error(e))?;
-            Ok::<_, Error>(row.map(|r| r.get::<_, i64>(0)))
+            let row = client.query_typed_opt(
+                &sql,
+                &[
+                    (&self.ns, Type::TEXT),
+                    (&prefix, Type::TEXT),
+                    (&n, Type::INT8),
+                    (&guard.components, Type::TEXT_ARRAY),
+                    (&guard.versions, Type::INT4_ARRAY),
+                ],
+            );
+            match row {
+                Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0))),
+                // No tables yet: the full way creates them.
+                Err(e) if Server::is_missing_table(&e) => Ok(None),
+                Err(e) => Err(Error::from(self.server.error(e))),
+            }
         })?;
         Ok(last
             .and_then(|l| u64::try_from(l).ok())
@@ -151,6 +186,7 @@ impl PgCounters {
                 count: 0,
             })
         })?;
+        self.check()?;
         let before = self.server.transaction(false, |tx| {
             let before: i64 = tx
                 .query_typed_opt(
@@ -230,6 +266,7 @@ impl PgCounters {
     }
 
     fn counters_where(&self, prefix: Option<&str>) -> Result<BTreeMap<String, u64>, Error> {
+        self.check()?;
         self.server.run(true, |client| {
             let rows = client
                 .query_typed(

@@ -1358,3 +1358,53 @@ fn a_dead_holder_is_judged_only_on_its_own_machine() {
     took.ok();
     assert!(took.stderr.contains("took over dead lease"), "{took:?}");
 }
+
+/// A server whose tables a newer build has migrated is refused by every call, the one-statement
+/// reservation included, before anything changes; back at this build's version, the counter
+/// goes on where it was.
+#[test]
+fn a_schema_newer_than_this_build_is_refused_before_anything_changes() {
+    let Some(url) = database("postgres::a_schema_newer_than_this_build_is_refused") else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 1);
+    let a = &ms[0];
+    let first = numbers(&a.gapreg(&["ids", "reserve", "SEC", "2"]).ok(), "SEC-");
+    let counter = || {
+        pg::psql(
+            &url,
+            "SELECT string_agg(prefix || '=' || last, ',' ORDER BY prefix) FROM gapreg.id_counters",
+        )
+        .expect("the counters")
+    };
+    let before = counter();
+    for (component, bump) in [("idreserve", 1), ("gapreg", 1), ("leaselock", 1)] {
+        pg::psql(
+            &url,
+            &format!(
+                "UPDATE gapreg.schema_version SET version = version + {bump} \
+                 WHERE component = '{component}'"
+            ),
+        )
+        .expect("bump the version");
+        for args in [
+            &["ids", "reserve", "SEC"][..],
+            &["ids", "reserve", "NEW"][..],
+            &["file", "--title", "refused"][..],
+        ] {
+            a.gapreg(args)
+                .fails(6, &[component, "newer than this build", "upgrade gapreg"]);
+        }
+        assert_eq!(counter(), before, "a refused call changed a counter");
+        pg::psql(
+            &url,
+            &format!(
+                "UPDATE gapreg.schema_version SET version = version - {bump} \
+                 WHERE component = '{component}'"
+            ),
+        )
+        .expect("restore the version");
+    }
+    let next = numbers(&a.gapreg(&["ids", "reserve", "SEC"]).ok(), "SEC-");
+    assert_eq!(next, [first[1] + 1], "{first:?} then {next:?}");
+}

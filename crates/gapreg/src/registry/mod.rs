@@ -375,19 +375,16 @@ impl Registry {
         }
     }
 
-    /// The id counters, wherever they live.
+    /// The id counters, wherever they live (on a server, each call asks it in turn).
     ///
     /// # Errors
     ///
-    /// The server's, when it cannot be reached.
+    /// None yet: a store that must be opened first would report it here.
     pub fn ids(&self) -> Result<Ids<'_>> {
         match &self.coord {
             Coord::Files(c) => Ok(Ids::Files(&c.ids)),
             #[cfg(feature = "postgres")]
-            Coord::Postgres(c) => {
-                c.server()?;
-                Ok(Ids::Postgres(backend::PgIds(c)))
-            }
+            Coord::Postgres(c) => Ok(Ids::Postgres(backend::PgIds(c))),
         }
     }
 

@@ -148,11 +148,20 @@ fn has_password(url: &str) -> bool {
         || url.contains("password=")
 }
 
-/// The connected part: made on first use.
+/// The server's handle: made on first use, nothing asked of the server yet.
 #[derive(Debug)]
 struct Connected {
     server: Arc<Server>,
+    /// The counters. Until [`PgCoordination::checked`], only their
+    /// [`PgCounters::reserve_existing`] is used, whose statement checks its table itself:
+    /// `gapreg ids reserve` asks the server one thing.
     ids: PgCounters,
+    checked: OnceLock<Checked>,
+}
+
+/// What is known once every component's tables are checked (created or migrated if needed).
+#[derive(Debug)]
+struct Checked {
     claims: PgLeases,
     /// Set once the namespace is known to be seeded (see [`PgCoordination::ids`]).
     seeded: OnceLock<()>,
@@ -192,51 +201,75 @@ impl PgCoordination {
         self
     }
 
-    /// The server, connected, with every component's tables current.
+    /// The server, with every component's tables current.
     pub(crate) fn server(&self) -> Result<&Arc<Server>> {
+        self.checked()?;
         Ok(&self.connected()?.server)
     }
 
+    /// The server's handle, its address resolved; connecting is left to the first call.
     fn connected(&self) -> Result<&Connected> {
         if let Some(c) = self.conn.get() {
             return Ok(c);
         }
         let (url, _) = resolve_url(&self.layout)?;
         let server = Arc::new(Server::new(&url, self.wait)?);
+        // Every component this registry uses: the one-statement reservation runs only while
+        // all of them are at this build's versions.
+        server.expect(COMPONENT, MIGRATIONS);
+        server.expect(
+            leaselock::lease::PG_COMPONENT,
+            leaselock::lease::PG_MIGRATIONS,
+        );
+        let ids = PgCounters::lazy(server.clone(), &self.ns);
+        Ok(self.conn.get_or_init(|| Connected {
+            server,
+            ids,
+            checked: OnceLock::new(),
+        }))
+    }
+
+    /// Every component's tables checked: one query on a handle's first call, none after it.
+    fn checked(&self) -> Result<&Checked> {
+        let connected = self.connected()?;
+        if let Some(c) = connected.checked.get() {
+            return Ok(c);
+        }
+        let server = &connected.server;
         server.migrate(COMPONENT, MIGRATIONS)?;
-        let ids = PgCounters::open(server.clone(), &self.ns)?;
+        connected.ids.check()?;
         let claims = PgLeases::open(
             server.clone(),
             &format!("{}/claims", self.ns),
             self.layout.repo(),
         )?;
-        Ok(self.conn.get_or_init(|| Connected {
-            server,
-            ids,
+        Ok(connected.checked.get_or_init(|| Checked {
             claims,
             seeded: OnceLock::new(),
         }))
     }
 
-    /// The counters, the namespace seeded.
+    /// The counters, their table checked and the namespace seeded.
     pub(crate) fn ids(&self) -> Result<&PgCounters> {
-        let connected = self.connected()?;
-        if connected.seeded.get().is_none() {
+        let checked = self.checked()?;
+        let ids = &self.connected()?.ids;
+        if checked.seeded.get().is_none() {
             // A namespace's first use (or one set by hand): its counters start above every
             // id and position the documents hold, so no id they have is handed out again.
             // (Raising is idempotent: two threads seeding at once do no harm.)
-            if connected.ids.counters()?.is_empty() {
+            if ids.counters()?.is_empty() {
                 for (prefix, n) in super::shared::highest_in_documents(&self.files)? {
-                    connected.ids.raise(&prefix, n)?;
+                    ids.raise(&prefix, n)?;
                 }
             }
-            let _ = connected.seeded.set(());
+            let _ = checked.seeded.set(());
         }
-        Ok(&connected.ids)
+        Ok(ids)
     }
 
     /// Reserves `n` ids of `prefix`. A counter that exists proves the namespace seeded: one
-    /// statement. Else (a new prefix, a new namespace, or a counter at its end) the full way.
+    /// statement. Else (a new prefix, a new namespace, a counter at its end, tables not at
+    /// this build's version) the full way.
     pub(crate) fn reserve_ids(&self, prefix: &str, n: u64) -> Result<idreserve::Reservation> {
         if let Some(r) = self.connected()?.ids.reserve_existing(prefix, n)? {
             return Ok(r);
@@ -333,16 +366,16 @@ impl Coordination for PgCoordination {
         expires: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<()> {
-        claims::take(&self.connected()?.claims, id, agent, expires, now)
+        claims::take(&self.checked()?.claims, id, agent, expires, now)
     }
 
     fn release_claim(&self, id: &str, agent: &str) -> Result<()> {
-        claims::release(&self.connected()?.claims, id, agent)
+        claims::release(&self.checked()?.claims, id, agent)
     }
 
     fn live_claims(&self, _now: Timestamp) -> Result<BTreeMap<String, Claim>> {
         // Judged on the server's clock.
-        claims::live(&self.connected()?.claims)
+        claims::live(&self.checked()?.claims)
     }
 }
 

@@ -43,7 +43,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Transaction};
 
 pub use error::{ServerError, ServerErrorKind};
-pub use schema::{SCHEMA, SchemaState};
+pub use schema::{SCHEMA, SchemaGuard, SchemaState};
 
 /// The PostgreSQL session a connection is: its backend's pid and start time (a pid alone can
 /// be reused by a later session).
@@ -154,6 +154,8 @@ pub struct Server {
     conn: Mutex<Option<Conn>>,
     /// Every component's schema version, once read (see [`Server::schema_state`]).
     versions: Mutex<Option<std::collections::BTreeMap<String, i32>>>,
+    /// The versions this handle's users need (see [`Server::expect`]).
+    expected: Mutex<std::collections::BTreeMap<String, i32>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -195,6 +197,7 @@ impl Server {
             wait,
             conn: Mutex::new(None),
             versions: Mutex::new(None),
+            expected: Mutex::default(),
         })
     }
 

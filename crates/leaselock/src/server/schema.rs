@@ -44,7 +44,55 @@ pub enum SchemaState {
     },
 }
 
+/// The versions a handle's users need, for a statement that must run only while the
+/// server's tables are at exactly those versions (see [`Server::schema_guard`]): a statement
+/// that checks the schema itself, instead of a query before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaGuard {
+    /// The components, each once.
+    pub components: Vec<String>,
+    /// Their versions, in the same order.
+    pub versions: Vec<i32>,
+}
+
+impl SchemaGuard {
+    /// The condition, true only while every component is at its version, with
+    /// [`SchemaGuard::components`] bound as parameter `$n` (`text[]`) and
+    /// [`SchemaGuard::versions`] as `$n+1` (`int4[]`).
+    pub fn condition(n: usize) -> String {
+        let (c, v) = (n, n + 1);
+        format!(
+            "(SELECT count(*) FROM {SCHEMA}.schema_version s \
+               JOIN unnest(${c}::text[], ${v}::int4[]) AS k(component, version) \
+                 ON s.component = k.component AND s.version = k.version) \
+             = cardinality(${c}::text[])"
+        )
+    }
+}
+
 impl Server {
+    /// Records that this handle's users need `component` at the version of `migrations`
+    /// (asking the server nothing): statements guarded by [`Server::schema_guard`] then run
+    /// only while the server has it at exactly that version. [`Server::migrate`] records it
+    /// too.
+    pub fn expect(&self, component: &str, migrations: &[&str]) {
+        let known = i32::try_from(migrations.len()).unwrap_or(i32::MAX);
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(component.to_owned(), known);
+    }
+
+    /// The versions recorded by [`Server::expect`] and [`Server::migrate`], to bind to a
+    /// [`SchemaGuard::condition`].
+    pub fn schema_guard(&self) -> SchemaGuard {
+        let expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        SchemaGuard {
+            components: expected.keys().cloned().collect(),
+            versions: expected.values().copied().collect(),
+        }
+    }
+
     /// `component`'s schema state, against `known` migrations.
     ///
     /// # Errors
@@ -60,6 +108,13 @@ impl Server {
         })
     }
 
+    /// Whether `e` says a table (or the whole schema) is not there: the schema not created
+    /// yet, which [`Server::migrate`] creates.
+    pub fn is_missing_table(e: &postgres::Error) -> bool {
+        e.code() == Some(&SqlState::UNDEFINED_TABLE)
+            || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME)
+    }
+
     /// Every component's version on the server, read once per handle (one round trip for all
     /// the components a process opens) and kept up to date by [`Server::migrate`].
     fn versions(&self) -> Result<BTreeMap<String, i32>, ServerError> {
@@ -70,12 +125,7 @@ impl Server {
         let versions = self.run(true, |client| {
             match client.query_typed("SELECT component, version FROM gapreg.schema_version", &[]) {
                 Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-                Err(e)
-                    if e.code() == Some(&SqlState::UNDEFINED_TABLE)
-                        || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
-                {
-                    Ok(BTreeMap::new())
-                }
+                Err(e) if Server::is_missing_table(&e) => Ok(BTreeMap::new()),
                 Err(e) => Err(self.error(e)),
             }
         })?;
@@ -91,6 +141,7 @@ impl Server {
     /// [`ServerErrorKind::Schema`] when the server's schema is newer than `migrations`; the
     /// server's errors otherwise.
     pub fn migrate(&self, component: &str, migrations: &[&str]) -> Result<(), ServerError> {
+        self.expect(component, migrations);
         match self.schema_state(component, migrations.len())? {
             SchemaState::Current { .. } => return Ok(()),
             SchemaState::Newer { version, known } => {
