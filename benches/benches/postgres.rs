@@ -5,7 +5,9 @@
 //!   `gapreg init --coordination postgres`, `GAPREG_COORDINATION_URL` set) against the real
 //!   `psql` binary (`/usr/lib/postgresql/<v>/bin/psql`, not Debian's wrapper script) running
 //!   the same upsert, `psql -X -q -Atc "INSERT … ON CONFLICT … DO UPDATE … RETURNING last"`;
-//!   target ≤ 0.6×. Context: `psql -X -q -Atc "SELECT 1"` (psql's start and connection alone) and
+//!   target ≤ 0.6×. The floor: `pg-reserve` (`src/bin/pg-reserve.rs`), the least a Rust
+//!   process can do — start, connect, the same statement in one round trip, print, close.
+//!   Context: `psql -X -q -Atc "SELECT 1"` (psql's start and connection alone) and
 //!   `gapreg --version` (the binary's start alone).
 //! - (b) **a library call on an open connection**: `idreserve::PgCounters::reserve` against the
 //!   bare statement on an open `postgres::Client` (`query_one` with the same SQL text, as the
@@ -36,6 +38,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use gapreg_benches::interleave::{self, Series};
+use gapreg_benches::pg::{RESERVE_SQL, SESSION_OPTIONS};
 use gapreg_benches::process::{gapreg_binary, run_timed};
 use gapreg_benches::report::{Table, at_most, ratio, verdict};
 use gapreg_benches::run::{Mode, env_number, scratch};
@@ -63,16 +66,6 @@ const LEASES: usize = 10_000;
 
 /// The prefix every competitor reserves.
 const PREFIX: &str = "SEC";
-
-/// The statement `PgCounters::reserve` sends, word for word (`idreserve/src/pg.rs`).
-const RESERVE_SQL: &str =
-    "INSERT INTO gapreg.id_counters AS c (ns, prefix, last) VALUES ($1, $2, $3)
-                     ON CONFLICT (ns, prefix) DO UPDATE SET last = c.last + $3
-                       WHERE c.last <= 9223372036854775807 - $3
-                     RETURNING last";
-
-/// Session options the library sets (`leaselock::server`): every commit waits for its flush.
-const SESSION_OPTIONS: &str = "-c synchronous_commit=on";
 
 fn main() {
     let mode = Mode::from_args();
@@ -140,13 +133,8 @@ fn unique() -> String {
 
 /// A bare client: the URL's settings with the library's session options, no TLS.
 fn bare_client(url: &str) -> postgres::Client {
-    let mut config: postgres::Config = url.parse().expect("a postgres:// URL");
-    let options = match config.get_options() {
-        Some(o) => format!("{o} {SESSION_OPTIONS}"),
-        None => SESSION_OPTIONS.to_owned(),
-    };
-    config.options(&options);
-    config
+    gapreg_benches::pg::config(url)
+        .expect("a postgres:// URL")
         .connect(postgres::NoTls)
         .expect("connect a bare client")
 }
@@ -265,22 +253,31 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
         .replace("$1", &format!("'{psql_ns}'"))
         .replace("$2", &format!("'{PREFIX}'"))
         .replace("$3", "1");
+    let floor_ns = format!("{run}-floor");
+    let floor = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-reserve"));
+        cmd.args([url, &floor_ns, PREFIX]);
+        cmd
+    };
     let names = [
         "gapreg ids reserve",
         "psql upsert",
+        "Rust client process (floor)",
         "psql SELECT 1",
         "gapreg --version",
     ];
     let (warm_up, rounds, per_turn) = mode.pick((3, 40, 3), (0, 1, 1));
     let mut gapreg_ids = Vec::new();
     let mut psql_ids = Vec::new();
+    let mut floor_ids = Vec::new();
     let series = interleave::run(&names, warm_up, rounds, |i, _| {
         (0..per_turn)
             .map(|_| {
                 let (took, out) = match i {
                     0 => run_timed(&mut gapreg()),
                     1 => run_timed(&mut psql_command(&psql_bin, url, &upsert)),
-                    2 => run_timed(&mut psql_command(&psql_bin, url, "SELECT 1")),
+                    2 => run_timed(&mut floor()),
+                    3 => run_timed(&mut psql_command(&psql_bin, url, "SELECT 1")),
                     _ => run_timed(Command::new(&gapreg_bin).arg("--version")),
                 };
                 let text = String::from_utf8_lossy(&out);
@@ -291,10 +288,10 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
                             .and_then(|n| n.parse::<u64>().ok())
                             .unwrap_or_else(|| panic!("gapreg printed {text:?}")),
                     ),
-                    1 => psql_ids.push(
+                    1 | 2 => [&mut psql_ids, &mut floor_ids][i - 1].push(
                         text.trim()
                             .parse::<u64>()
-                            .unwrap_or_else(|_| panic!("psql printed {text:?}")),
+                            .unwrap_or_else(|_| panic!("{} printed {text:?}", names[i])),
                     ),
                     _ => {}
                 }
@@ -304,6 +301,7 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
     });
     check_consecutive("gapreg ids reserve", 0, &mut gapreg_ids);
     check_consecutive("psql upsert", 0, &mut psql_ids);
+    check_consecutive("Rust client process (floor)", 0, &mut floor_ids);
     Some(Processes {
         series,
         gapreg_bin,
@@ -370,6 +368,17 @@ impl Processes {
                 p.stats().map_or(0.0, |s| ms(s.median))
             ),
             at_most(r, TARGET_PROCESS).to_owned(),
+        ]);
+        let f = &self.series[2];
+        t.row([
+            "(context) the floor process × `psql` upsert; `gapreg` × the floor".to_owned(),
+            ratio(f.paired(p)),
+            format!(
+                "{:.2} ms (medians); `gapreg ids reserve` {} the floor's time",
+                f.stats().map_or(0.0, |s| ms(s.median)),
+                ratio(g.paired(f))
+            ),
+            String::new(),
         ]);
     }
 }

@@ -9,12 +9,15 @@
 //!   whole commands, finding the release `gapreg` binary;
 //! - [`run`]: benchmarking or smoke test, scratch directories, numbers from the environment;
 //! - [`report`]: the markdown tables the benches print;
+//! - [`pg`]: the PostgreSQL bench's statement and session options, which its floor process
+//!   (`src/bin/pg-reserve.rs`) shares;
 //!
 //! and the competitors more than one bench or example uses: [`replace`] (durable replace of a
 //! file), [`reserve`] (a SQLite counter and the floors of an ID reservation) and [`whole`]
 //! (the `gapreg` and Taskwarrior processes and their floors).
 
 pub mod interleave;
+pub mod pg;
 pub mod process;
 pub mod replace;
 pub mod report;

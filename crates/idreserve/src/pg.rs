@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leaselock::server::{SchemaGuard, Server};
-use postgres::types::Type;
+use leaselock::server::Server;
+use postgres::types::{ToSql, Type};
 
 use crate::error::{Error, ErrorKind};
 use crate::id::{Id, check_prefix};
@@ -37,7 +37,7 @@ pub const COMPONENT: &str = "idreserve";
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use leaselock::server::{SchemaGuard, Server};
+/// use leaselock::server::Server;
 ///
 /// let server = Arc::new(Server::connect("postgres://agent@db.example/coord", Duration::from_secs(5))?);
 /// let ids = idreserve::PgCounters::open(server, "my-repo")?;
@@ -147,19 +147,16 @@ impl PgCounters {
             "UPDATE gapreg.id_counters SET last = last + $3
               WHERE ns = $1 AND prefix = $2 AND last <= 9223372036854775807 - $3 AND {}
               RETURNING last",
-            SchemaGuard::condition(4)
+            guard.condition(4)
         );
         let last = self.server.run(true, |client| {
-            let row = client.query_typed_opt(
-                &sql,
-                &[
-                    (&self.ns, Type::TEXT),
-                    (&prefix, Type::TEXT),
-                    (&n, Type::INT8),
-                    (&guard.components, Type::TEXT_ARRAY),
-                    (&guard.versions, Type::INT4_ARRAY),
-                ],
-            );
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+                (&self.ns, Type::TEXT),
+                (&prefix, Type::TEXT),
+                (&n, Type::INT8),
+            ];
+            params.extend(guard.params());
+            let row = client.query_typed_opt(&sql, &params);
             match row {
                 Ok(row) => Ok(row.map(|r| r.get::<_, i64>(0))),
                 // No tables yet: the full way creates them.

@@ -15,8 +15,10 @@
 //! # Why it holds
 //!
 //! - **One winner.** Every operation on a namespace runs in one transaction holding
-//!   `pg_advisory_xact_lock(namespace)`: check and grant are atomic across every machine, and
-//!   waiters queue in the server's lock queue, first come first served.
+//!   `pg_advisory_xact_lock(namespace)`: check and grant are atomic across every machine.
+//! - **First come, first served.** A waiting request that meets a conflict takes a ticket in
+//!   `lease_waiters`; no request is granted past an earlier live ticket it conflicts with, and
+//!   a ticket whose waiter's session is gone holds up nobody.
 //! - **One clock.** Expiry is judged at `clock_timestamp()` on the server, taken under the
 //!   lock, with no skew margin: the hosts' clocks do not matter.
 //! - **Fencing.** Tokens come from `lease_tokens`, raised above every token a lease row holds,

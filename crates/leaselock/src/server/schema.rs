@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use postgres::error::SqlState;
-use postgres::types::Type;
+use postgres::types::{ToSql, Type};
 
 use super::{Server, ServerError, ServerErrorKind};
 
@@ -49,24 +49,43 @@ pub enum SchemaState {
 /// that checks the schema itself, instead of a query before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaGuard {
-    /// The components, each once.
-    pub components: Vec<String>,
-    /// Their versions, in the same order.
-    pub versions: Vec<i32>,
+    /// Each component once, with its version.
+    pub components: Vec<(String, i32)>,
 }
 
 impl SchemaGuard {
-    /// The condition, true only while every component is at its version, with
-    /// [`SchemaGuard::components`] bound as parameter `$n` (`text[]`) and
-    /// [`SchemaGuard::versions`] as `$n+1` (`int4[]`).
-    pub fn condition(n: usize) -> String {
-        let (c, v) = (n, n + 1);
-        format!(
-            "(SELECT count(*) FROM {SCHEMA}.schema_version s \
-               JOIN unnest(${c}::text[], ${v}::int4[]) AS k(component, version) \
-                 ON s.component = k.component AND s.version = k.version) \
-             = cardinality(${c}::text[])"
-        )
+    /// The condition, true only while every component is at its version, its parameters
+    /// numbered from `$first` on ([`SchemaGuard::params`], appended to the statement's own).
+    /// One primary-key lookup per component: in a new session, an aggregate or a join here
+    /// would cost more than the statement it guards.
+    pub fn condition(&self, first: usize) -> String {
+        if self.components.is_empty() {
+            return "TRUE".to_owned();
+        }
+        let mut sql = String::new();
+        for i in 0..self.components.len() {
+            let (c, v) = (first + 2 * i, first + 2 * i + 1);
+            if i > 0 {
+                sql.push_str(" AND ");
+            }
+            sql.push_str(&format!(
+                "(SELECT version FROM {SCHEMA}.schema_version WHERE component = ${c}) = ${v}"
+            ));
+        }
+        sql
+    }
+
+    /// The parameters of [`SchemaGuard::condition`], in order.
+    pub fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.components
+            .iter()
+            .flat_map(|(c, v)| {
+                [
+                    (c as &(dyn ToSql + Sync), Type::TEXT),
+                    (v as &(dyn ToSql + Sync), Type::INT4),
+                ]
+            })
+            .collect()
     }
 }
 
@@ -88,8 +107,7 @@ impl Server {
     pub fn schema_guard(&self) -> SchemaGuard {
         let expected = self.expected.lock().unwrap_or_else(|e| e.into_inner());
         SchemaGuard {
-            components: expected.keys().cloned().collect(),
-            versions: expected.values().copied().collect(),
+            components: expected.iter().map(|(c, v)| (c.clone(), *v)).collect(),
         }
     }
 
