@@ -4,10 +4,11 @@
 //! - (a) **a process**: `gapreg ids reserve SEC` (the release binary, in a registry made by
 //!   `gapreg init --coordination postgres`, `GAPREG_COORDINATION_URL` set) against the real
 //!   `psql` binary (`/usr/lib/postgresql/<v>/bin/psql`, not Debian's wrapper script) running
-//!   the same upsert, `psql -X -q -Atc "INSERT … ON CONFLICT … DO UPDATE … RETURNING last"`;
-//!   target ≤ 0.6×. The floor: `pg-reserve` (`src/bin/pg-reserve.rs`), the least a Rust
-//!   process can do — start, connect, the same statement in one round trip, print, close.
-//!   Context: `psql -X -q -Atc "SELECT 1"` (psql's start and connection alone) and
+//!   `psql -X -q -Atc "UPDATE … RETURNING last"` on an existing counter, as gapreg updates its
+//!   own; target ≤ 0.6×. The floor: `pg-reserve` (`src/bin/pg-reserve.rs`), the least a Rust
+//!   process can do — start, connect, the library's upsert in one round trip, print, close.
+//!   Context: the same upsert in psql (`psql -X -q -Atc "INSERT … ON CONFLICT … DO UPDATE …
+//!   RETURNING last"`), `psql -X -q -Atc "SELECT 1"` (psql's start and connection alone) and
 //!   `gapreg --version` (the binary's start alone).
 //! - (b) **a library call on an open connection**: `idreserve::PgCounters::reserve` against the
 //!   bare statement on an open `postgres::Client` (`query_one` with the same SQL text, as the
@@ -253,6 +254,18 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
         .replace("$1", &format!("'{psql_ns}'"))
         .replace("$2", &format!("'{PREFIX}'"))
         .replace("$3", "1");
+    // The issue's peer: `psql -Atc "UPDATE … RETURNING …"` on a counter that exists (made
+    // here by one upsert), as `gapreg ids reserve` updates its existing counter.
+    let update_ns = format!("{run}-psql-update");
+    let update = format!(
+        "UPDATE gapreg.id_counters SET last = last + 1 WHERE ns = '{update_ns}' AND prefix = \
+         '{PREFIX}' RETURNING last"
+    );
+    let seed = RESERVE_SQL
+        .replace("$1", &format!("'{update_ns}'"))
+        .replace("$2", &format!("'{PREFIX}'"))
+        .replace("$3", "1");
+    run_timed(&mut psql_command(&psql_bin, url, &seed));
     let floor_ns = format!("{run}-floor");
     let floor = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-reserve"));
@@ -261,6 +274,7 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
     };
     let names = [
         "gapreg ids reserve",
+        "psql UPDATE",
         "psql upsert",
         "Rust client process (floor)",
         "psql SELECT 1",
@@ -268,6 +282,7 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
     ];
     let (warm_up, rounds, per_turn) = mode.pick((3, 40, 3), (0, 1, 1));
     let mut gapreg_ids = Vec::new();
+    let mut update_ids = Vec::new();
     let mut psql_ids = Vec::new();
     let mut floor_ids = Vec::new();
     let series = interleave::run(&names, warm_up, rounds, |i, _| {
@@ -275,9 +290,10 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
             .map(|_| {
                 let (took, out) = match i {
                     0 => run_timed(&mut gapreg()),
-                    1 => run_timed(&mut psql_command(&psql_bin, url, &upsert)),
-                    2 => run_timed(&mut floor()),
-                    3 => run_timed(&mut psql_command(&psql_bin, url, "SELECT 1")),
+                    1 => run_timed(&mut psql_command(&psql_bin, url, &update)),
+                    2 => run_timed(&mut psql_command(&psql_bin, url, &upsert)),
+                    3 => run_timed(&mut floor()),
+                    4 => run_timed(&mut psql_command(&psql_bin, url, "SELECT 1")),
                     _ => run_timed(Command::new(&gapreg_bin).arg("--version")),
                 };
                 let text = String::from_utf8_lossy(&out);
@@ -288,7 +304,7 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
                             .and_then(|n| n.parse::<u64>().ok())
                             .unwrap_or_else(|| panic!("gapreg printed {text:?}")),
                     ),
-                    1 | 2 => [&mut psql_ids, &mut floor_ids][i - 1].push(
+                    1..=3 => [&mut update_ids, &mut psql_ids, &mut floor_ids][i - 1].push(
                         text.trim()
                             .parse::<u64>()
                             .unwrap_or_else(|_| panic!("{} printed {text:?}", names[i])),
@@ -300,6 +316,7 @@ fn processes(mode: &Mode, url: &str, run: &str, dir: &Path) -> Option<Processes>
             .collect()
     });
     check_consecutive("gapreg ids reserve", 0, &mut gapreg_ids);
+    check_consecutive("psql UPDATE", 1, &mut update_ids);
     check_consecutive("psql upsert", 0, &mut psql_ids);
     check_consecutive("Rust client process (floor)", 0, &mut floor_ids);
     Some(Processes {
@@ -360,7 +377,7 @@ impl Processes {
         let (g, p) = (&self.series[0], &self.series[1]);
         let r = g.paired(p);
         t.row([
-            format!("(a) `gapreg ids reserve` ≤ {TARGET_PROCESS} × `psql` upsert"),
+            format!("(a) `gapreg ids reserve` ≤ {TARGET_PROCESS} × `psql` UPDATE"),
             ratio(r),
             format!(
                 "{:.2} ms vs {:.2} ms (medians)",
@@ -369,9 +386,15 @@ impl Processes {
             ),
             at_most(r, TARGET_PROCESS).to_owned(),
         ]);
-        let f = &self.series[2];
+        let (u, f) = (&self.series[2], &self.series[3]);
         t.row([
-            "(context) the floor process × `psql` upsert; `gapreg` × the floor".to_owned(),
+            "(context) `gapreg ids reserve` × `psql` upsert".to_owned(),
+            ratio(g.paired(u)),
+            format!("{:.2} ms (median)", u.stats().map_or(0.0, |s| ms(s.median))),
+            String::new(),
+        ]);
+        t.row([
+            "(context) the floor process × `psql` UPDATE; `gapreg` × the floor".to_owned(),
             ratio(f.paired(p)),
             format!(
                 "{:.2} ms (medians); `gapreg ids reserve` {} the floor's time",

@@ -1791,3 +1791,216 @@ fn a_dead_waiter_holds_up_nobody() -> Result {
     assert_eq!(queued(&db, "fifo")?, 0, "the dead ticket was removed");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS (the `tls` feature): a cluster of the test's own with `ssl=on` and a certificate signed by
+// a test authority, made with the `openssl` command.
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::process::Command;
+
+    use super::*;
+
+    /// Runs `openssl ARGS` in `dir`.
+    fn openssl(dir: &Path, args: &[&str]) -> Result {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        if !out.status.success() {
+            return Err(
+                format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// An authority `name` (`name.pem`, `name.key`).
+    fn authority(dir: &Path, name: &str) -> Result {
+        let (key, pem, subject) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN=gapreg test {name}"),
+        );
+        openssl(
+            dir,
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+                "-keyout", &key, "-out", &pem,
+            ],
+        )
+    }
+
+    /// `server.crt` and `server.key`, signed by `ca`, for the address 127.0.0.1 only (no name).
+    fn server_certificate(dir: &Path, ca: &str) -> Result {
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.crt",
+            ],
+        )
+    }
+
+    /// Whether the session `server` connects is encrypted, as the server sees it.
+    fn encrypted(server: &Server) -> Result<bool> {
+        Ok(server.run(false, |client| {
+            client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .map(|r| r.get::<_, bool>(0))
+                .map_err(|e| server.error(e))
+        })?)
+    }
+
+    /// `url` with `query` added.
+    fn with(url: &str, query: &str) -> String {
+        format!("{url}?{query}")
+    }
+
+    #[track_caller]
+    fn refused(url: &str, needles: &[&str]) {
+        let start = Instant::now();
+        let e = Server::connect(url, WAIT).expect_err(url);
+        assert!(
+            matches!(e.kind(), ServerErrorKind::Tls { .. }),
+            "{url}: not a TLS error: {e}"
+        );
+        assert_eq!(e.class(), ErrorClass::Invalid, "{e}");
+        for needle in needles {
+            assert!(
+                e.to_string().contains(needle),
+                "{url}: {e} lacks {needle:?}"
+            );
+        }
+        // Not retried as if the server were down.
+        assert!(start.elapsed() < WAIT / 2, "took {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn tls_is_verified_and_never_downgraded() -> Result {
+        let Some(cluster) = Cluster::start_or_skip("pg::tls_is_verified_and_never_downgraded")
+        else {
+            return Ok(());
+        };
+        let certs = tempfile::tempdir()?;
+        authority(certs.path(), "ca")?;
+        authority(certs.path(), "stranger")?;
+        server_certificate(certs.path(), "ca")?;
+        let data = cluster.data_dir();
+        let owner = std::fs::metadata(&data)?;
+        for file in ["server.crt", "server.key"] {
+            let to = data.join(file);
+            std::fs::copy(certs.path().join(file), &to)?;
+            std::os::unix::fs::chown(&to, Some(owner.uid()), Some(owner.gid()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let url = cluster.url();
+        // Before TLS is on: an address asking for it is refused, never downgraded.
+        let ca = certs.path().join("ca.pem");
+        let ca = ca.to_str().ok_or("a UTF-8 path")?;
+        refused(
+            &with(&url, &format!("sslmode=require&sslrootcert={ca}")),
+            &["TLS", "ssl=on"],
+        );
+        for sql in [
+            "ALTER SYSTEM SET ssl = on",
+            "ALTER SYSTEM SET ssl_cert_file = 'server.crt'",
+            "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+            "SELECT pg_reload_conf()",
+        ] {
+            cluster.psql(sql)?;
+        }
+        let deadline = Instant::now() + WAIT;
+        while cluster.psql("SHOW ssl")? != "on" {
+            assert!(Instant::now() < deadline, "ssl never came on");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        // No sslmode: plain, as before.
+        assert!(!encrypted(&Server::connect(&url, WAIT)?)?);
+        // The right authority: encrypted, and leases work over it.
+        for query in [
+            format!("sslmode=require&sslrootcert={ca}"),
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+        ] {
+            let server = Arc::new(Server::connect(&with(&url, &query), WAIT)?);
+            assert!(encrypted(&server)?, "{query}: not encrypted");
+            let root = tempfile::tempdir()?;
+            let leases = PgLeases::open(server, "tls", root.path())?;
+            let grant = leases.acquire(&LeaseRequest::exclusive("A").file("src/a.rs"))?;
+            leases.release(&grant.lease)?;
+        }
+        // Another authority, or the system's roots: refused.
+        let stranger = certs.path().join("stranger.pem");
+        let stranger = stranger.to_str().ok_or("a UTF-8 path")?;
+        refused(
+            &with(&url, &format!("sslmode=require&sslrootcert={stranger}")),
+            &["certificate"],
+        );
+        refused(&with(&url, "sslmode=require"), &["certificate"]);
+        // The certificate names 127.0.0.1 only: by the name localhost, verify-full refuses
+        // and verify-ca (no name check) accepts.
+        let by_name = url.replacen("127.0.0.1", "localhost", 1);
+        refused(
+            &with(&by_name, &format!("sslmode=verify-full&sslrootcert={ca}")),
+            &["certificate"],
+        );
+        let server = Server::connect(
+            &with(&by_name, &format!("sslmode=verify-ca&sslrootcert={ca}")),
+            WAIT,
+        )?;
+        assert!(encrypted(&server)?);
+        // A root file that is missing or not certificates: a bad address, said at once.
+        std::fs::write(certs.path().join("junk.pem"), "not a certificate\n")?;
+        for root in ["missing.pem", "junk.pem"] {
+            let path = certs.path().join(root);
+            let e = Server::new(
+                &with(
+                    &url,
+                    &format!("sslmode=require&sslrootcert={}", path.display()),
+                ),
+                WAIT,
+            )
+            .expect_err(root);
+            assert!(
+                matches!(e.kind(), ServerErrorKind::BadUrl { .. }) && e.to_string().contains(root),
+                "{root}: {e}"
+            );
+        }
+        Ok(())
+    }
+}

@@ -52,6 +52,19 @@ pub enum ServerErrorKind {
         /// The server's message.
         reason: String,
     },
+    /// The TLS handshake failed: the server offers no TLS, or its certificate or name did not
+    /// verify.
+    #[error(
+        "the coordination server {server} failed the TLS handshake: {reason}; check that it \
+         has ssl=on, and give the certificate authority that signed its certificate with \
+         sslrootcert=PATH in the address (verify-ca skips the name check)"
+    )]
+    Tls {
+        /// The server.
+        server: String,
+        /// What failed.
+        reason: String,
+    },
     /// The database named in the address does not exist.
     #[error(
         "the database {database:?} does not exist on the coordination server {server}; create \
@@ -116,13 +129,15 @@ impl ServerError {
 
     /// The class of this error: an unreachable server, a lock wait that ran out or an
     /// unknown outcome is [`ErrorClass::Busy`] (try again later); a bad address, refused
-    /// credentials or a missing database [`ErrorClass::Invalid`]; an unusable schema
+    /// credentials, a failed TLS handshake or a missing database [`ErrorClass::Invalid`]; an unusable schema
     /// [`ErrorClass::Damaged`]; anything else [`ErrorClass::Failure`].
     pub fn class(&self) -> ErrorClass {
         use ServerErrorKind as K;
         match &*self.kind {
             K::Unreachable { .. } | K::Timeout { .. } | K::Outcome { .. } => ErrorClass::Busy,
-            K::BadUrl { .. } | K::Auth { .. } | K::NoDatabase { .. } => ErrorClass::Invalid,
+            K::BadUrl { .. } | K::Auth { .. } | K::Tls { .. } | K::NoDatabase { .. } => {
+                ErrorClass::Invalid
+            }
             K::Schema { .. } => ErrorClass::Damaged,
             K::Sql { .. } => ErrorClass::Failure,
         }

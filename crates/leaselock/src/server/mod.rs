@@ -34,6 +34,7 @@
 mod error;
 mod password;
 mod schema;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -156,6 +157,11 @@ pub struct Server {
     versions: Mutex<Option<std::collections::BTreeMap<String, i32>>>,
     /// The versions this handle's users need (see [`Server::expect`]).
     expected: Mutex<std::collections::BTreeMap<String, i32>>,
+    /// Whether the address asks for TLS.
+    tls: bool,
+    /// The TLS connector, when it does.
+    #[cfg(feature = "tls")]
+    connector: Option<postgres_openssl::MakeTlsConnector>,
 }
 
 impl std::fmt::Debug for Server {
@@ -169,6 +175,9 @@ impl std::fmt::Debug for Server {
 
 /// The longest a URL may be.
 const MAX_URL: usize = 4096;
+
+/// How the client library's TLS failures begin (its `Kind::Tls`, which it does not expose).
+const TLS_ERROR: &str = "error performing TLS handshake";
 
 impl Server {
     /// The server at `url`, connected within `wait` (retried while it is down).
@@ -190,7 +199,14 @@ impl Server {
     ///
     /// [`ServerErrorKind::BadUrl`] for an unusable address.
     pub fn new(url: &str, wait: Duration) -> Result<Server, ServerError> {
-        let (config, name) = parse(url)?;
+        let (config, name, tls) = parse(url)?;
+        #[cfg(feature = "tls")]
+        let connector = tls::connector(&tls).map_err(|reason| {
+            ServerError::new(ServerErrorKind::BadUrl {
+                url: redact(url),
+                reason,
+            })
+        })?;
         Ok(Server {
             config,
             name,
@@ -198,7 +214,19 @@ impl Server {
             conn: Mutex::new(None),
             versions: Mutex::new(None),
             expected: Mutex::default(),
+            tls: tls != tls::Tls::Off,
+            #[cfg(feature = "tls")]
+            connector,
         })
+    }
+
+    /// A new connection with `config`, over TLS if the address asks for it.
+    fn open(&self, config: &postgres::Config) -> Result<Client, postgres::Error> {
+        #[cfg(feature = "tls")]
+        if let Some(connector) = &self.connector {
+            return config.connect(connector.clone());
+        }
+        config.connect(NoTls)
     }
 
     /// The same server with another wait.
@@ -250,6 +278,9 @@ impl Server {
         let server = self.name.clone();
         let code = e.code().cloned();
         let reason = describe(&e);
+        if self.tls && code.is_none() && e.to_string().starts_with(TLS_ERROR) {
+            return ServerError::new(ServerErrorKind::Tls { server, reason });
+        }
         match code {
             Some(c)
                 if c == SqlState::INVALID_PASSWORD
@@ -316,7 +347,7 @@ impl Server {
                 self.config.get_options().unwrap_or_default()
             );
             config.options(&options);
-            let err = match config.connect(NoTls) {
+            let err = match self.open(&config) {
                 Ok(client) => {
                     *guard = Some(Conn {
                         client,
@@ -592,7 +623,7 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The client configuration and the display name of `url`.
-fn parse(url: &str) -> Result<(postgres::Config, String), ServerError> {
+fn parse(url: &str) -> Result<(postgres::Config, String, tls::Tls), ServerError> {
     let bad = |reason: &str| {
         ServerError::new(ServerErrorKind::BadUrl {
             url: redact(url),
@@ -609,7 +640,8 @@ fn parse(url: &str) -> Result<(postgres::Config, String), ServerError> {
             "it must be a URL like postgres://user@host:5432/database",
         ));
     }
-    let mut config: postgres::Config = url
+    let (rest, tls) = tls::split(url).map_err(|reason| bad(&reason))?;
+    let mut config: postgres::Config = rest
         .parse()
         .map_err(|e: postgres::Error| bad(&e.to_string()))?;
     if config.get_hosts().is_empty() {
@@ -630,16 +662,19 @@ fn parse(url: &str) -> Result<(postgres::Config, String), ServerError> {
             u
         }
     };
-    if !matches!(
-        config.get_ssl_mode(),
-        postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer
-    ) {
-        return Err(bad(
-            "it asks for TLS (sslmode=require), which this build does not have; use a \
-             server on a private network or loopback",
-        ));
-    }
-    config.ssl_mode(postgres::config::SslMode::Disable);
+    match tls {
+        tls::Tls::Off => config.ssl_mode(postgres::config::SslMode::Disable),
+        #[cfg(feature = "tls")]
+        tls::Tls::Verified { .. } => config.ssl_mode(postgres::config::SslMode::Require),
+        #[cfg(not(feature = "tls"))]
+        tls::Tls::Verified { .. } => {
+            return Err(bad(
+                "it asks for TLS (sslmode=require, verify-ca or verify-full), which this build \
+                 does not have: build gapreg with the `tls` feature, or use a server on a \
+                 private network or loopback",
+            ));
+        }
+    };
     let host = match &config.get_hosts()[0] {
         postgres::config::Host::Tcp(h) => h.clone(),
         postgres::config::Host::Unix(p) => p.display().to_string(),
@@ -661,7 +696,7 @@ fn parse(url: &str) -> Result<(postgres::Config, String), ServerError> {
     }
     config.keepalives_idle(Duration::from_secs(30));
     let name = format!("{user}@{host}:{port}/{db}");
-    Ok((config, name))
+    Ok((config, name, tls))
 }
 
 /// `url` without its password, for messages.
@@ -703,25 +738,24 @@ mod tests {
 
     #[test]
     fn urls_are_checked_and_passwords_never_shown() {
-        let (_, name) = parse("postgres://me:secret@db.example:6543/coord").expect("parses");
+        let (_, name, _) = parse("postgres://me:secret@db.example:6543/coord").expect("parses");
         assert_eq!(name, "me@db.example:6543/coord");
         assert_eq!(
             redact("postgres://me:secret@db.example/coord?password=x&a=b"),
             "postgres://me@db.example/coord?password=***&a=b"
         );
-        for bad in [
-            "mysql://me@h/db",
-            "postgres://me@h",
-            "postgres://me@h/db?sslmode=require",
-            "host=h dbname=d",
-        ] {
+        let mut bads = vec!["mysql://me@h/db", "postgres://me@h", "host=h dbname=d"];
+        if cfg!(not(feature = "tls")) {
+            bads.push("postgres://me@h/db?sslmode=require");
+        }
+        for bad in bads {
             let e = parse(bad).expect_err(bad);
             assert!(
                 matches!(e.kind(), ServerErrorKind::BadUrl { .. }),
                 "{bad}: {e}"
             );
         }
-        let e = parse("postgres://me:secret@h/db?sslmode=require").expect_err("tls");
+        let e = parse("postgres://me:secret@h/db?sslmode=always").expect_err("no such mode");
         assert!(!e.to_string().contains("secret"), "{e}");
     }
 
