@@ -1636,21 +1636,32 @@ fn fifo_child() -> Result {
     Ok(())
 }
 
-/// Processes (machines) that start waiting for one file one after another are granted it in
-/// that order once its holder lets go — not in the order the wake-up happens to reach them.
-#[test]
-fn waiters_on_different_machines_are_granted_first_come_first_served() -> Result {
+/// For a FIFO test (in the parent only): a fresh database, a root, and a holder of file `q`
+/// in namespace `fifo` for the waiters to queue behind; `None` when skipped or in a child.
+fn fifo_holder(test: &str) -> Result<Option<(String, tempfile::TempDir, PgLeases, Lease)>> {
     if CHILDREN.param().is_some() {
-        return Ok(());
+        return Ok(None);
     }
-    let Some(db) = shared_db("pg::waiters_are_granted_first_come_first_served") else {
-        return Ok(());
+    let Some(db) = shared_db(test) else {
+        return Ok(None);
     };
     let root = tempfile::tempdir()?;
     let holder = open_pg(&db, "fifo", root.path())?;
     let held = holder
         .acquire(&LeaseRequest::exclusive("h").file("q"))?
         .lease;
+    Ok(Some((db, root, holder, held)))
+}
+
+/// Processes (machines) that start waiting for one file one after another are granted it in
+/// that order once its holder lets go — not in the order the wake-up happens to reach them.
+#[test]
+fn waiters_on_different_machines_are_granted_first_come_first_served() -> Result {
+    let Some((db, root, holder, held)) =
+        fifo_holder("pg::waiters_are_granted_first_come_first_served")?
+    else {
+        return Ok(());
+    };
     let param = |i: usize| format!("{db}|fifo|{}|{i}", root.path().display());
     let mut children = Vec::new();
     for i in 0..FIFO_WAITERS {
@@ -1757,17 +1768,9 @@ fn a_newcomer_cannot_barge_past_a_queued_waiter() -> Result {
 /// up nobody: its ticket dies with its session.
 #[test]
 fn a_dead_waiter_holds_up_nobody() -> Result {
-    if CHILDREN.param().is_some() {
-        return Ok(());
-    }
-    let Some(db) = shared_db("pg::a_dead_waiter_holds_up_nobody") else {
+    let Some((db, root, holder, held)) = fifo_holder("pg::a_dead_waiter_holds_up_nobody")? else {
         return Ok(());
     };
-    let root = tempfile::tempdir()?;
-    let holder = open_pg(&db, "fifo", root.path())?;
-    let held = holder
-        .acquire(&LeaseRequest::exclusive("h").file("q"))?
-        .lease;
     let mut child = Reaped(Some(CHILDREN.spawn(
         "fifo_child",
         &format!("{db}|fifo|{}|0", root.path().display()),
