@@ -169,6 +169,64 @@ impl PgCounters {
             .map(|last| reservation(prefix, last, count)))
     }
 
+    /// Raises the namespace's counters to `counters` (a prefix's highest number in use), all
+    /// at once and only if the namespace has no counter yet — its first use, or one whose
+    /// counters were lost — so that no number already in use is handed out. One transaction
+    /// under the namespace's seeding lock: two first users seed once, and a counter that
+    /// exists proves the whole seed committed. Whether it seeded.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPrefix`], [`ErrorKind::Overflow`] past `i64::MAX`,
+    /// [`ErrorKind::Server`].
+    pub fn seed(&self, counters: &BTreeMap<String, u64>) -> Result<bool, Error> {
+        let mut prefixes = Vec::with_capacity(counters.len());
+        let mut lasts = Vec::with_capacity(counters.len());
+        for (prefix, &n) in counters {
+            check_prefix(prefix)?;
+            let last = i64::try_from(n).map_err(|_| {
+                Error::new(ErrorKind::Overflow {
+                    prefix: prefix.clone(),
+                    counter: n,
+                    count: 0,
+                })
+            })?;
+            prefixes.push(prefix.clone());
+            lasts.push(last);
+        }
+        self.check()?;
+        self.server.transaction(false, |tx| {
+            tx.execute_typed(
+                "SELECT pg_advisory_xact_lock(hashtextextended('idreserve seed ' || $1, 0))::text",
+                &[(&self.ns, Type::TEXT)],
+            )
+            .map_err(|e| self.server.error(e))?;
+            // A statement of its own, so that its snapshot is taken once the lock is held and
+            // sees what an earlier seeder committed.
+            let seeded: bool = tx
+                .query_typed_one(
+                    "SELECT NOT EXISTS (SELECT 1 FROM gapreg.id_counters WHERE ns = $1)",
+                    &[(&self.ns, Type::TEXT)],
+                )
+                .map_err(|e| self.server.error(e))?
+                .get(0);
+            if seeded {
+                tx.execute_typed(
+                    "INSERT INTO gapreg.id_counters AS c (ns, prefix, last)
+                     SELECT $1, p, n FROM unnest($2::text[], $3::int8[]) AS t(p, n) WHERE n > 0
+                     ON CONFLICT (ns, prefix) DO UPDATE SET last = greatest(c.last, excluded.last)",
+                    &[
+                        (&self.ns, Type::TEXT),
+                        (&prefixes, Type::TEXT_ARRAY),
+                        (&lasts, Type::INT8_ARRAY),
+                    ],
+                )
+                .map_err(|e| self.server.error(e))?;
+            }
+            Ok::<_, Error>(seeded)
+        })
+    }
+
     /// Raises `prefix`'s counter to at least `at_least` (never lowers it).
     ///
     /// # Errors

@@ -1408,3 +1408,289 @@ fn a_schema_newer_than_this_build_is_refused_before_anything_changes() {
     let next = numbers(&a.gapreg(&["ids", "reserve", "SEC"]).ok(), "SEC-");
     assert_eq!(next, [first[1] + 1], "{first:?} then {next:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attack: seeding a namespace's counters from the documents is not atomic.
+
+/// The namespace recorded in a clone's `config.yaml`.
+fn namespace_of(m: &Machine) -> String {
+    let config = std::fs::read_to_string(m.dir.join(".gapreg/config.yaml")).expect("config");
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("namespace: "))
+        .expect("a namespace")
+        .trim()
+        .to_owned()
+}
+
+/// A psql session kept open (stdin piped) to hold an uncommitted row: it stands for a slow
+/// or descheduled first user, nothing more.
+struct HeldSession(Option<std::process::Child>);
+
+impl HeldSession {
+    fn start(url: &str, sql: &str) -> HeldSession {
+        use std::io::Write;
+        let mut child = Command::new(pg::psql_program())
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql");
+        let stdin = child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{sql}").expect("write");
+        stdin.flush().expect("flush");
+        HeldSession(Some(child))
+    }
+
+    fn end(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            use std::io::Write;
+            if let Some(stdin) = c.stdin.as_mut() {
+                let _ = writeln!(stdin, "ROLLBACK;");
+            }
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The documents hold GAP-A-1..3, GAP-OP-1..3, GAP-Z-1..3 (registry positions 1..9) and the
+/// server has lost the namespace's counters (a restored or replaced server: the first use
+/// seeds them from the documents). A first user whose seeding is interrupted — killed while
+/// held up — leaves nothing (the seed is one transaction: were it one per prefix, every later
+/// process would take "a counter exists" as "the namespace is seeded", hand out GAP-Z-1 again
+/// and file a new gap at registry position 1, GAP-A-1's; a helper's attack showed that).
+#[test]
+fn an_interrupted_seeding_leaves_nothing_and_later_reservations_reissue_no_document_id() {
+    let Some(url) = database("postgres::an_interrupted_seeding_makes_later_reservations_reissue")
+    else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 0);
+    let a = &ms[0];
+    for p in ["A", "OP", "Z"] {
+        for i in 1..=3 {
+            assert_eq!(
+                a.gapreg(&["file", "--prefix", p, "--title", &format!("{p} {i}")])
+                    .ok(),
+                format!("GAP-{p}-{i}\n")
+            );
+        }
+    }
+    let ns = namespace_of(a);
+    // The server loses the namespace's counters (restored from an old backup).
+    pg::psql(&url, "DELETE FROM gapreg.id_counters").expect("lose the counters");
+
+    // The first user (P1) starts seeding: GAP-A, then GAP-OP (held up here by an uncommitted
+    // row standing for a slow first user), then GAP-Z and SEQ. It is killed while held up.
+    let mut held = HeldSession::start(
+        &url,
+        &format!("BEGIN; INSERT INTO gapreg.id_counters VALUES ('{ns}', 'GAP-OP', 0);"),
+    );
+    thread::sleep(Duration::from_millis(500));
+    let mut p1 = {
+        let mut cmd = Command::new(bin());
+        cmd.args(["--wait", "20s", "ids", "reserve", "SEC"])
+            .current_dir(&a.dir);
+        a.environment(&mut cmd, a.env_url.as_deref());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("spawn P1")
+    };
+    // P1 is held up once one of this database's sessions waits for a lock.
+    let held_up = (0..200).any(|_| {
+        thread::sleep(Duration::from_millis(50));
+        pg::psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database()",
+        )
+        .as_deref()
+            == Ok("1")
+    });
+    assert!(held_up, "P1 never waited on the held row");
+    // Our own child, by its handle.
+    p1.kill().expect("kill P1");
+    p1.wait().expect("reap P1");
+    held.end();
+    // Nothing of the interrupted seed is visible: it was one transaction.
+    let left = pg::psql(
+        &url,
+        &format!("SELECT count(*) FROM gapreg.id_counters WHERE ns = '{ns}'"),
+    )
+    .expect("counters");
+    assert_eq!(left, "0", "a part of the interrupted seed was committed");
+
+    // Every later process, one at a time.
+    let out = a.gapreg(&["ids", "reserve", "GAP-Z"]).ok();
+    let z = numbers(&out, "GAP-Z-");
+    let filed = a
+        .gapreg(&["file", "--prefix", "OP", "--title", "after"])
+        .ok();
+    let listed = a.listed();
+    let seq_of = |id: &str| {
+        listed
+            .iter()
+            .find(|g| g["id"] == id)
+            .and_then(|g| g["seq"].as_u64())
+            .unwrap_or_else(|| panic!("{id} not listed: {listed:?}"))
+    };
+    let new_seq = seq_of(filed.trim());
+    let counters = pg::psql(
+        &url,
+        "SELECT string_agg(prefix || '=' || last, ',' ORDER BY prefix) FROM gapreg.id_counters",
+    )
+    .expect("counters");
+    assert!(
+        z[0] > 3,
+        "`gapreg ids reserve GAP-Z` printed GAP-Z-{}, an id the documents already hold \
+         (GAP-Z-1..3): reissued (counters now {counters})",
+        z[0]
+    );
+    assert!(
+        new_seq > 9,
+        "{} was filed at registry position {new_seq}, a position the documents already hold \
+         (1..9) (counters now {counters})",
+        filed.trim()
+    );
+}
+
+/// The same without any help: several processes make the first use of a namespace at once
+/// (a replaced server), the documents holding ids of many prefixes. A process that looks at
+/// the counters after another process seeded the first prefix but before it seeded the rest
+/// skips the seeding and reserves from 1.
+#[test]
+fn concurrent_first_users_of_a_namespace_never_reissue_document_ids() {
+    let Some(url) = database("postgres::concurrent_first_users_of_a_namespace_never_reissue")
+    else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 0);
+    let a = &ms[0];
+    // 40 prefixes, 1 gap each: seeding takes 40 transactions.
+    let prefixes: Vec<String> = (0..40).map(|i| format!("P{i:02}")).collect();
+    for p in &prefixes {
+        a.gapreg(&["file", "--prefix", p, "--title", p]).ok();
+    }
+    let mut reissued = Vec::new();
+    for round in 0..6 {
+        pg::psql(&url, "DELETE FROM gapreg.id_counters").expect("lose the counters");
+        // Each process reserves one id of the last prefix (sorted last, seeded last).
+        let barrier = Barrier::new(6);
+        let outs: Vec<Ran> = thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        a.gapreg(&["ids", "reserve", "GAP-P39"])
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        for ran in outs {
+            for n in numbers(&ran.ok(), "GAP-P39-") {
+                if n <= 1 {
+                    reissued.push(format!("round {round}: GAP-P39-{n}"));
+                }
+            }
+        }
+    }
+    assert!(
+        reissued.is_empty(),
+        "ids the documents hold (GAP-P39-1) were handed out again by concurrent first users: \
+         {reissued:?}"
+    );
+}
+
+/// `init --coordination postgres` reaches the server and "makes the schema current" before
+/// creating anything — but only for the `gapreg` and `idreserve` components: against a
+/// server whose lease tables a newer build has migrated, it exits 0 and leaves a registry
+/// every later call refuses (all-or-nothing broken; the newer schema not refused).
+#[test]
+fn init_refuses_a_server_whose_lease_tables_are_newer_and_creates_nothing() {
+    let Some(url) = database("postgres::init_refuses_a_server_whose_lease_tables_are_newer") else {
+        return;
+    };
+    // Some earlier registry made every component's tables.
+    let (tmp, _ms) = machines(&url, 0, 1);
+    pg::psql(
+        &url,
+        "UPDATE gapreg.schema_version SET version = version + 1 WHERE component = 'leaselock'",
+    )
+    .expect("a newer build migrated the lease tables");
+    let b = Machine::new(tmp.path(), "machine-new", Some(&url));
+    std::fs::create_dir(&b.dir).expect("mkdir");
+    b.git(&["init", "-q"]);
+    let ran = b.gapreg(&["init", "--coordination", "postgres"]);
+    let after = b.gapreg(&["file", "--title", "first"]);
+    assert!(
+        ran.code != Some(0) && !b.dir.join(".gapreg").exists(),
+        "init exited {:?} and left {:?} against a server whose leaselock tables are newer than \
+         this build; the first command on it then: exit {:?} ({})",
+        ran.code,
+        b.dir.join(".gapreg").exists(),
+        after.code,
+        after.stderr.trim()
+    );
+    ran.fails(6, &["leaselock", "newer than this build"]);
+}
+
+/// A damaged schema (a table dropped by hand, a version row deleted) is a clear error naming
+/// what is wrong — not "the coordination server … failed: db error".
+#[test]
+fn a_damaged_schema_is_a_clear_error() {
+    let Some(url) = database("postgres::a_damaged_schema_is_a_clear_error") else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 1);
+    let a = &ms[0];
+    a.gapreg(&["ids", "reserve", "SEC"]).ok();
+    pg::psql(&url, "DROP TABLE gapreg.id_counters").expect("drop the counters");
+    let dropped = a.gapreg(&["ids", "reserve", "SEC"]);
+    pg::psql(
+        &url,
+        "CREATE TABLE gapreg.id_counters (ns text NOT NULL, prefix text NOT NULL, \
+         last bigint NOT NULL CHECK (last >= 0), PRIMARY KEY (ns, prefix)); \
+         DELETE FROM gapreg.schema_version WHERE component = 'idreserve'",
+    )
+    .expect("recreate, lose the version row");
+    let unversioned = a.gapreg(&["ids", "reserve", "SEC"]);
+    let mut vague = Vec::new();
+    for (what, ran, needle) in [
+        ("id_counters dropped", &dropped, "id_counters"),
+        (
+            "idreserve's version row deleted",
+            &unversioned,
+            "id_counters",
+        ),
+    ] {
+        assert_ne!(ran.code, Some(0), "{what}: {ran:?}");
+        assert!(!ran.stderr.contains("panicked"), "{what}: {ran:?}");
+        if !ran.stderr.contains(needle) {
+            vague.push(format!(
+                "{what}: exit {:?}: {}",
+                ran.code,
+                ran.stderr.trim()
+            ));
+        }
+    }
+    assert!(
+        vague.is_empty(),
+        "errors that do not say what is wrong: {vague:#?}"
+    );
+}

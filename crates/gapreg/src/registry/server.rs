@@ -112,8 +112,14 @@ pub(crate) fn reach(layout: &Layout, wait: Duration) -> Result<()> {
         },
     };
     let server = Server::new(&url, wait)?;
+    // Every component a registry uses: a server that one of them cannot be used on is refused
+    // before anything is created.
     server.migrate(COMPONENT, MIGRATIONS)?;
     server.migrate(idreserve::PG_COMPONENT, idreserve::PG_MIGRATIONS)?;
+    server.migrate(
+        leaselock::lease::PG_COMPONENT,
+        leaselock::lease::PG_MIGRATIONS,
+    )?;
     Ok(())
 }
 
@@ -254,14 +260,11 @@ impl PgCoordination {
         let checked = self.checked()?;
         let ids = &self.connected()?.ids;
         if checked.seeded.get().is_none() {
-            // A namespace's first use (or one set by hand): its counters start above every
-            // id and position the documents hold, so no id they have is handed out again.
-            // (Raising is idempotent: two threads seeding at once do no harm.)
-            if ids.counters()?.is_empty() {
-                for (prefix, n) in super::shared::highest_in_documents(&self.files)? {
-                    ids.raise(&prefix, n)?;
-                }
-            }
+            // A namespace's first use (or one whose counters were lost): its counters start
+            // above every id and position the documents hold, so no id they have is handed
+            // out again. All of them in one transaction, only if the namespace has none, so a
+            // counter that exists proves them all raised.
+            ids.seed(&super::shared::highest_in_documents(&self.files)?)?;
             let _ = checked.seeded.set(());
         }
         Ok(ids)

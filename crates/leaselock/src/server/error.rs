@@ -104,8 +104,9 @@ pub enum ServerErrorKind {
         /// What is wrong, and what to do.
         reason: String,
     },
-    /// A statement failed otherwise.
-    #[error("the coordination server {server} failed: {source}")]
+    /// A statement failed otherwise (the server's own message shown: the client's error
+    /// alone says only "db error").
+    #[error("the coordination server {server} failed: {}", super::describe(.source))]
     Sql {
         /// The server.
         server: String,
