@@ -2007,3 +2007,331 @@ mod tls {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attack: the queue and the wake-ups.
+
+/// The FNV-1a hash `PgLeases` keys a namespace's advisory lock and channel with.
+fn attack_fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The session pids of namespace `ns`'s tickets.
+fn ticket_pids(db: &str, ns: &str) -> Result<Vec<i32>> {
+    let text = pg::psql(
+        db,
+        &format!(
+            "SELECT coalesce(string_agg(session_pid::text, ',' ORDER BY ticket), '') \
+               FROM gapreg.lease_waiters WHERE ns = '{ns}'"
+        ),
+    )?;
+    Ok(text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+/// A waiter whose connection is cut while it waits (the server restarted, a proxy or
+/// `pg_terminate_backend` dropped it) reconnects and queues again — but its new connection is
+/// never told to LISTEN (the handle's `listening` flag belongs to the lost connection), so the
+/// release it waits for wakes nobody: it is granted only at the end of its wait.
+#[test]
+fn a_waiter_whose_connection_was_cut_is_still_woken_by_the_release() -> Result {
+    let Some(db) = shared_db("pg::a_waiter_whose_connection_was_cut_is_still_woken") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let a = open_pg(&db, "t", root.path())?;
+    let held = a
+        .acquire(
+            &LeaseRequest::exclusive("a")
+                .file("f")
+                .ttl(Duration::from_secs(120)),
+        )?
+        .lease;
+    let b = open_pg(&db, "t", root.path())?;
+    let waiter = std::thread::spawn(move || {
+        let grant = b.acquire(
+            &LeaseRequest::exclusive("b")
+                .file("f")
+                .wait(Duration::from_secs(20)),
+        );
+        (grant, Instant::now())
+    });
+    let old = poll(Duration::from_secs(10), || {
+        ticket_pids(&db, "t").ok()?.first().copied()
+    })
+    .ok_or("the waiter never joined the queue")?;
+    assert_eq!(
+        pg::psql(&db, &format!("SELECT pg_terminate_backend({old})"))?,
+        "t"
+    );
+    wait_backend_gone(&db, old)?;
+    // The waiter notices, reconnects and takes a new ticket on its new session.
+    poll(Duration::from_secs(10), || {
+        let pids = ticket_pids(&db, "t").ok()?;
+        (pids.len() == 1 && pids[0] != old).then_some(())
+    })
+    .ok_or("the waiter never queued again on a new connection")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let released = Instant::now();
+    a.release(&held)?;
+    let (grant, at) = waiter.join().map_err(|_| "the waiter panicked")?;
+    let grant = grant?;
+    assert!(grant.lease.token > held.token);
+    let after = at.duration_since(released);
+    assert!(
+        after < Duration::from_secs(3),
+        "the waiter was granted {after:?} after the release (its wait was 20 s): the release's \
+         NOTIFY never reached it on its new connection"
+    );
+    Ok(())
+}
+
+/// A waiter that gives up because the server is busy (its lock wait runs out) fails to take
+/// its ticket out of the queue (`leave_queue` is best effort and meets the same lock) — and the
+/// ticket then blocks every request for the file for as long as the waiter's handle lives,
+/// long past the expiry its record carries: the ticket's `expires_at` is never looked at.
+#[test]
+fn a_waiter_that_gave_up_does_not_block_the_file_after_its_deadline() -> Result {
+    let Some(db) = shared_db("pg::a_waiter_that_gave_up_does_not_block_the_file") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let a = open_pg(&db, "t", root.path())?;
+    let held = a
+        .acquire(
+            &LeaseRequest::exclusive("a")
+                .file("f")
+                .ttl(Duration::from_secs(120)),
+        )?
+        .lease;
+    // The waiter's handle waits 1 s for locks on the server; its request waits 4 s.
+    let w = PgLeases::open(
+        Arc::new(Server::connect(&db, Duration::from_secs(1))?),
+        "t",
+        root.path(),
+    )?;
+    let started = Instant::now();
+    let waiter = std::thread::spawn(move || {
+        let r = w.acquire(
+            &LeaseRequest::exclusive("w")
+                .file("f")
+                .wait(Duration::from_secs(4)),
+        );
+        (r, w)
+    });
+    poll(Duration::from_secs(10), || {
+        (queued(&db, "t").ok()? == 1).then_some(())
+    })
+    .ok_or("the waiter never joined the queue")?;
+    // Someone else holds the namespace's lock for 2.5 s (a slow transaction on another
+    // machine) while the waiter is woken.
+    let hash = attack_fnv("leaselock:t");
+    let key = i64::from_ne_bytes(hash.to_ne_bytes());
+    let channel = format!("gapreg_leases_{hash:016x}");
+    let busy = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            pg::psql(
+                &db,
+                &format!("SELECT pg_advisory_xact_lock({key}), pg_sleep(2.5)"),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    pg::psql(&db, &format!("SELECT pg_notify('{channel}', '')"))?;
+    let (given_up, w) = waiter.join().map_err(|_| "the waiter panicked")?;
+    let e = given_up.expect_err("the waiter cannot have been granted");
+    busy.join().map_err(|_| "busy thread")??;
+    a.release(&held)?;
+    // Well past the waiter's deadline (4 s after it asked).
+    let deadline = started + Duration::from_secs(4);
+    while Instant::now() < deadline + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n = open_pg(&db, "t", root.path())?;
+    let next = n.acquire(&LeaseRequest::exclusive("n").file("f"));
+    let left = queued(&db, "t")?;
+    drop(w);
+    assert!(
+        next.is_ok(),
+        "the waiter gave up ({e}) and its deadline passed {:?} ago, but the file is still \
+         refused: {:?}; {left} ticket(s) left in the queue",
+        Instant::now().duration_since(deadline),
+        next.err().map(|e| e.to_string())
+    );
+    Ok(())
+}
+
+/// One waiter of [`a_frozen_waiter_does_not_block_the_file_past_its_deadline`]: waits 2 s
+/// for `q`.
+#[test]
+#[ignore = "a child process of a_frozen_waiter_does_not_block_the_file_past_its_deadline"]
+fn frozen_waiter_child() -> Result {
+    let Some(param) = CHILDREN.param() else {
+        return Ok(());
+    };
+    let [url, ns, root] = param_fields(&param)?;
+    let leases = PgLeases::open(Arc::new(Server::new(&url, WAIT)?), &ns, &root)?;
+    let r = leases.acquire(
+        &LeaseRequest::exclusive("frozen")
+            .file("q")
+            .wait(Duration::from_secs(2)),
+    );
+    println!("{MARK}done {}", r.is_ok());
+    Ok(())
+}
+
+/// A waiting process that stops making progress (SIGSTOP: a debugger, a suspended laptop, a
+/// swapped-out VM) while its connection stays open keeps its ticket live forever: after the
+/// holder lets go and the waiter's 2 s wait is long over, nobody can take the file.
+#[test]
+fn a_frozen_waiter_does_not_block_the_file_past_its_deadline() -> Result {
+    if CHILDREN.param().is_some() {
+        return Ok(());
+    }
+    let Some(db) = shared_db("pg::a_frozen_waiter_does_not_block_the_file") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let holder = open_pg(&db, "fz", root.path())?;
+    let held = holder
+        .acquire(
+            &LeaseRequest::exclusive("h")
+                .file("q")
+                .ttl(Duration::from_secs(120)),
+        )?
+        .lease;
+    let child = CHILDREN.spawn(
+        "frozen_waiter_child",
+        &format!("{db}|fz|{}", root.path().display()),
+    );
+    let pid = child.id();
+    let mut child = Reaped(Some(child));
+    poll(Duration::from_secs(30), || {
+        (queued(&db, "fz").ok()? == 1).then_some(())
+    })
+    .ok_or("the waiter never joined the queue")?;
+    let queued_at = Instant::now();
+    // Our own child, by its pid.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()?;
+    assert!(stopped.success());
+    holder.release(&held)?;
+    while queued_at.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let next = holder.acquire(&LeaseRequest::exclusive("n").file("q"));
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status();
+    if let Some(c) = child.0.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(
+        next.is_ok(),
+        "5 s after a waiter with a 2 s wait queued (and its holder released), q is still \
+         refused because of its ticket: {:?}",
+        next.err().map(|e| e.to_string())
+    );
+    Ok(())
+}
+
+/// Threads of one process sharing one server handle, each waiting for a lease (here in
+/// different namespaces): a release's NOTIFY is read by whichever thread holds the connection
+/// at that moment, which drains every notification queued ("one wake-up per wait") whatever
+/// its channel — the thread the release was for is never woken and is granted only at the end
+/// of its wait.
+#[test]
+fn waiters_sharing_a_handle_are_each_woken_by_their_own_release() -> Result {
+    let Some(db) = shared_db("pg::waiters_sharing_a_handle_are_each_woken") else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let shared = connect(&db)?;
+    const DECOYS: usize = 4;
+    let holder = open_pg(&db, "target", root.path())?;
+    let mut slow = Vec::new();
+    for round in 0..3 {
+        let file = format!("f{round}");
+        let held = holder
+            .acquire(
+                &LeaseRequest::exclusive("h")
+                    .file(&file)
+                    .ttl(Duration::from_secs(120)),
+            )?
+            .lease;
+        // Decoy waiters in other namespaces, on the same handle, blocked for good.
+        let mut decoy_holds = Vec::new();
+        let mut decoys = Vec::new();
+        for d in 0..DECOYS {
+            let ns = format!("decoy{round}-{d}");
+            let other = open_pg(&db, &ns, root.path())?;
+            decoy_holds.push((
+                other
+                    .acquire(
+                        &LeaseRequest::exclusive("h")
+                            .file("x")
+                            .ttl(Duration::from_secs(120)),
+                    )?
+                    .lease,
+                other,
+            ));
+            let mine = PgLeases::open(shared.clone(), &ns, root.path())?;
+            decoys.push(std::thread::spawn(move || {
+                mine.acquire(
+                    &LeaseRequest::exclusive("d")
+                        .file("x")
+                        .wait(Duration::from_secs(12)),
+                )
+            }));
+        }
+        let target = PgLeases::open(shared.clone(), "target", root.path())?;
+        let waiter = std::thread::spawn(move || {
+            let g = target.acquire(
+                &LeaseRequest::exclusive("w")
+                    .file(&file)
+                    .wait(Duration::from_secs(10)),
+            );
+            (g, Instant::now())
+        });
+        poll(Duration::from_secs(10), || {
+            let n: usize = pg::psql(&db, "SELECT count(*) FROM gapreg.lease_waiters")
+                .ok()?
+                .parse()
+                .ok()?;
+            (n == DECOYS + 1).then_some(())
+        })
+        .ok_or("the waiters never all queued")?;
+        std::thread::sleep(Duration::from_millis(500));
+        let released = Instant::now();
+        holder.release(&held)?;
+        let (grant, at) = waiter.join().map_err(|_| "the waiter panicked")?;
+        let grant = grant?;
+        let target_waited = at.duration_since(released);
+        // Let the decoys go.
+        for (lease, other) in &decoy_holds {
+            other.release(lease)?;
+        }
+        for d in decoys {
+            let _ = d.join().map_err(|_| "a decoy panicked")?;
+        }
+        holder.force_release(&grant.lease.id)?;
+        if target_waited > Duration::from_secs(2) {
+            slow.push(format!(
+                "round {round}: granted {target_waited:?} after the release"
+            ));
+        }
+    }
+    assert!(
+        slow.is_empty(),
+        "a waiter sharing its handle with {DECOYS} other waiters missed its wake-up: {slow:?}"
+    );
+    Ok(())
+}

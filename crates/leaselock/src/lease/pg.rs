@@ -235,13 +235,14 @@ impl PgLeases {
     pub fn acquire(&self, req: &LeaseRequest) -> Result<Grant, LeaseError> {
         let request = self.scope.request(req)?;
         let start = Instant::now();
-        let mut listening = false;
         // This request's place in the queue, once it has waited.
         let mut ticket: Option<i64> = None;
         // While only leases bound to sessions block the request, nothing tells the waiter when
         // such a session ends: it looks again after this long, doubling up to a second.
         let mut session_poll = Duration::from_millis(50);
         loop {
+            // Read before the look: a notification after it counts.
+            let seen = self.server.notified(&self.channel);
             let mut server_now = None;
             let left = req.wait.map(|w| w.saturating_sub(start.elapsed()));
             let mut attempt = |store: &mut PgStore<'_, '_>,
@@ -256,10 +257,15 @@ impl PgLeases {
                 };
                 let facts = self.scope.facts_for(req.binding, session_key)?;
                 let queue = store.queue()?;
-                let mine = ticket.filter(|t| queue.iter().any(|w| w.ticket == *t && w.live));
+                // A ticket stands while its waiter's session lives and its deadline (the
+                // ticket's expiry, on the server's clock) has not passed: a waiter that gave
+                // up without leaving the queue, or froze, holds up nobody past it.
+                let stands =
+                    |w: &Waiter| w.live && w.lease.as_ref().is_none_or(|l| l.expires_at > ctx.now);
+                let mine = ticket.filter(|t| queue.iter().any(|w| w.ticket == *t && stands(w)));
                 let ahead: Vec<ConflictInfo> = queue
                     .iter()
-                    .filter(|w| w.live && mine.is_none_or(|m| w.ticket < m))
+                    .filter(|w| stands(w) && mine.is_none_or(|m| w.ticket < m))
                     .filter_map(|w| w.lease.as_ref().map(|l| (w.ticket, l)))
                     .filter(|(_, l)| request.blocked_by(l))
                     .map(|(t, l)| ConflictInfo {
@@ -269,7 +275,11 @@ impl PgLeases {
                         corrupt: None,
                     })
                     .collect();
-                let gone: Vec<i64> = queue.iter().filter(|w| !w.live).map(|w| w.ticket).collect();
+                let gone: Vec<i64> = queue
+                    .iter()
+                    .filter(|w| !stands(w))
+                    .map(|w| w.ticket)
+                    .collect();
                 store.dequeue(&gone)?;
                 let result = if ahead.is_empty() {
                     protocol::grant(store, &request, facts.clone(), ctx)
@@ -341,15 +351,16 @@ impl PgLeases {
                     return other;
                 }
             };
-            if !listening {
-                // Listen first, then look again: a release between the refusal and the
-                // LISTEN would otherwise be missed.
-                if let Err(e) = self.server.listen(&self.channel) {
+            // Listening since before the look (on this connection), the waiter can wait;
+            // listening only now (the first refusal, or a new connection), it looks again
+            // first: a release between the look and the LISTEN would otherwise be missed.
+            match self.server.listen(&self.channel) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
                     self.leave_queue(ticket);
                     return Err(server_error(e));
                 }
-                listening = true;
-                continue;
             }
             let left = wait.saturating_sub(start.elapsed());
             let blockers = || err.conflicts().iter().filter_map(|c| c.lease.as_ref());
@@ -366,7 +377,7 @@ impl PgLeases {
                 slice = slice.min(session_poll);
                 session_poll = (session_poll * 2).min(Duration::from_secs(1));
             }
-            if let Err(e) = self.server.wait_notification(slice) {
+            if let Err(e) = self.server.wait_notification(&self.channel, seen, slice) {
                 self.leave_queue(ticket);
                 return Err(server_error(e));
             }

@@ -157,6 +157,8 @@ pub struct Server {
     versions: Mutex<Option<std::collections::BTreeMap<String, i32>>>,
     /// The versions this handle's users need (see [`Server::expect`]).
     expected: Mutex<std::collections::BTreeMap<String, i32>>,
+    /// Notifications received, per channel (see [`Server::notified`]).
+    notified: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Whether the address asks for TLS.
     tls: bool,
     /// The TLS connector, when it does.
@@ -214,6 +216,7 @@ impl Server {
             conn: Mutex::new(None),
             versions: Mutex::new(None),
             expected: Mutex::default(),
+            notified: Mutex::default(),
             tls: tls != tls::Tls::Off,
             #[cfg(feature = "tls")]
             connector,
@@ -510,59 +513,94 @@ impl Server {
         }
     }
 
-    /// Starts listening on `channel` (once per connection), so a later
-    /// [`Server::wait_notification`] sees every notification sent from now on.
+    /// Starts listening on `channel` on the current connection (connecting if there is none).
+    /// `true` if it already was: a caller that looked before this call can then wait, since
+    /// a notification after its look will reach it; `false` if it only starts now (a first
+    /// call, or a new connection after one was lost), and the caller must look again first.
     ///
     /// # Errors
     ///
     /// As [`Server::connect`].
-    pub fn listen(&self, channel: &str) -> Result<(), ServerError> {
+    pub fn listen(&self, channel: &str) -> Result<bool, ServerError> {
         let mut guard = self.conn(Instant::now())?;
         let Some(conn) = guard.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
-        if !conn.listening.contains(channel) {
-            conn.client
-                .simple_query(&format!("LISTEN {}", quote_ident(channel)))
-                .map_err(|e| self.error(e))?;
-            conn.listening.insert(channel.to_owned());
+        if conn.listening.contains(channel) {
+            return Ok(true);
         }
-        Ok(())
+        conn.client
+            .simple_query(&format!("LISTEN {}", quote_ident(channel)))
+            .map_err(|e| self.error(e))?;
+        conn.listening.insert(channel.to_owned());
+        Ok(false)
     }
 
-    /// Waits up to `timeout` for a notification on a channel [`Server::listen`] started;
-    /// `true` if one came (or the connection was lost, so the caller looks again).
+    /// How many notifications on `channel` this handle has received so far (read before a
+    /// look, then given to [`Server::wait_notification`]). Asks the server nothing.
+    pub fn notified(&self, channel: &str) -> u64 {
+        self.notified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits up to `timeout` until a notification on `channel` comes after the `seen`-th
+    /// ([`Server::notified`]); `true` if one did — or if the connection was lost or replaced
+    /// (no longer listening on `channel`), so the caller listens and looks again.
     ///
-    /// The wait is cut into slices of at most [`NOTIFY_SLICE`], between which the connection
-    /// is free: other calls on this handle — the release a waiter waits for, among them — run
-    /// meanwhile, and notifications that arrive during them are kept for the next slice.
+    /// Every notification read counts for its own channel, whichever waiter reads it: many
+    /// waiters on one handle, on one channel or on several, each see theirs. The wait is cut
+    /// into slices of at most [`NOTIFY_SLICE`], between which the connection is free: other
+    /// calls on this handle — the release a waiter waits for, among them — run meanwhile, and
+    /// notifications that arrive during them are read in the next slice.
     ///
     /// # Errors
     ///
     /// As [`Server::connect`].
-    pub fn wait_notification(&self, timeout: Duration) -> Result<bool, ServerError> {
+    pub fn wait_notification(
+        &self,
+        channel: &str,
+        seen: u64,
+        timeout: Duration,
+    ) -> Result<bool, ServerError> {
         let start = Instant::now();
         loop {
+            if self.notified(channel) > seen {
+                return Ok(true);
+            }
             let left = timeout.saturating_sub(start.elapsed());
             let mut guard = self.conn(start)?;
             let Some(conn) = guard.as_mut() else {
                 return Ok(true);
             };
+            if !conn.listening.contains(channel) {
+                return Ok(true);
+            }
             let got = {
                 let mut notes = conn.client.notifications();
                 let mut iter = notes.timeout_iter(left.min(NOTIFY_SLICE));
-                fallible_iterator::FallibleIterator::next(&mut iter).map(|n| n.is_some())
+                fallible_iterator::FallibleIterator::next(&mut iter)
+                    .map(|n| n.map(|n| n.channel().to_owned()))
             };
             match got {
-                Ok(true) => {
-                    // Drain what else is queued: one wake-up per wait.
+                Ok(Some(first)) => {
+                    // Count it, and what else is queued, each for its channel.
+                    let mut channels = vec![first];
                     let mut notes = conn.client.notifications();
                     let mut rest = notes.iter();
-                    while let Ok(Some(_)) = fallible_iterator::FallibleIterator::next(&mut rest) {}
-                    return Ok(true);
+                    while let Ok(Some(n)) = fallible_iterator::FallibleIterator::next(&mut rest) {
+                        channels.push(n.channel().to_owned());
+                    }
+                    let mut notified = self.notified.lock().unwrap_or_else(|e| e.into_inner());
+                    for c in channels {
+                        *notified.entry(c).or_default() += 1;
+                    }
                 }
-                Ok(false) if start.elapsed() >= timeout => return Ok(false),
-                Ok(false) => {
+                Ok(None) if start.elapsed() >= timeout => return Ok(false),
+                Ok(None) => {
                     drop(guard);
                     // Let a caller blocked on the connection take it (the mutex is not fair;
                     // notifications meanwhile wait in the socket for the next slice).
