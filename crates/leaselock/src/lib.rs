@@ -9,6 +9,11 @@
 //!   checksummed JSON file per lease written through [`atomic_file`]. Start at
 //!   [`lease::Leases`].
 //!
+//! Features: `postgres` adds `server` (a PostgreSQL coordination server's connection, shared
+//! schema and migrations) and `lease::PgLeases` (the same leases, on a server shared by many
+//! machines, waiters granted first come, first served); `tls` adds TLS to that server
+//! (`sslmode=require`, `verify-ca`, `verify-full`, `sslrootcert`) through the system's OpenSSL.
+//!
 //! Both treat their directories as untrusted (a repository's `.gapreg/` may come from a
 //! stranger's `git clone`): every file is reached through an [`atomic_file::dir::Dir`], never
 //! by following a symlink, and every file whose damage could grant a conflicting lease or reuse
