@@ -1697,3 +1697,98 @@ fn a_damaged_schema_is_a_clear_error() {
         "errors that do not say what is wrong: {vague:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attack 2: a namespace whose counters exist but are behind the documents.
+
+/// The server is restored from a backup taken after the registry's first filing (a
+/// point-in-time restore, a replica promoted while it lagged): the namespace's counters exist
+/// but are behind the documents (GAP-A-1..3 at positions 1..3; the server remembers GAP-A = 1,
+/// SEQ = 1). The seed runs only for a namespace with no counter at all, so nothing raises
+/// them: the next filing takes registry position 2, GAP-A-2's, and `ids reserve GAP-A` hands
+/// out GAP-A-2 — ids and positions the documents already hold.
+#[test]
+#[ignore = "open bug: counters that exist but are behind the documents (a server restored \
+            from an older backup, a lagging replica promoted) are trusted: the one-statement \
+            reservation and seeding (only when a namespace has no counter) never raise them, \
+            and filing checks a new gap's id, not its registry position"]
+fn counters_behind_the_documents_reissue_nothing() {
+    let Some(url) = database("postgres::attack2_counters_behind_the_documents") else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 0);
+    let a = &ms[0];
+    for i in 1..=3 {
+        assert_eq!(
+            a.gapreg(&["file", "--prefix", "A", "--title", &format!("a {i}")])
+                .ok(),
+            format!("GAP-A-{i}\n")
+        );
+    }
+    // The restored server: every counter as it was after the first filing.
+    pg::psql(&url, "UPDATE gapreg.id_counters SET last = 1").expect("restore");
+    let filed = a
+        .gapreg(&["file", "--prefix", "B", "--title", "after the restore"])
+        .ok();
+    let listed = a.listed();
+    let seqs: Vec<(String, u64)> = listed
+        .iter()
+        .map(|g| {
+            (
+                g["id"].as_str().unwrap_or_default().to_owned(),
+                g["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let new_seq = seqs
+        .iter()
+        .find(|(id, _)| id == filed.trim())
+        .map(|(_, s)| *s)
+        .unwrap_or_else(|| panic!("{} not listed: {seqs:?}", filed.trim()));
+    let reserved = a.gapreg(&["ids", "reserve", "GAP-A"]).ok();
+    let n = numbers(&reserved, "GAP-A-");
+    assert!(
+        new_seq > 3,
+        "{} was filed at registry position {new_seq}, which a document already holds \
+         (positions {seqs:?})",
+        filed.trim()
+    );
+    assert!(
+        n[0] > 3,
+        "`gapreg ids reserve GAP-A` printed GAP-A-{}, an id the documents hold (GAP-A-1..3)",
+        n[0]
+    );
+}
+
+/// `gapreg --wait 3s lease acquire` on a file someone holds, the server crashing a second into
+/// the wait: the call fails busy (75) within about its 3 s — not after the wait once more for
+/// the reconnection and once more for leaving the queue.
+#[test]
+fn a_lease_wait_never_outlasts_its_wait_when_the_server_crashes() {
+    let Some((cluster, url)) = own_cluster("postgres::attack2_a_lease_wait_never_outlasts") else {
+        return;
+    };
+    let (_tmp, ms) = machines(&url, 0, 0);
+    let a = &ms[0];
+    a.gapreg(&[
+        "lease", "acquire", "--holder", "H", "--file", "src/x.rs", "--ttl", "5m",
+    ])
+    .ok();
+    let waiter = thread::scope(|s| {
+        let w = s.spawn(|| {
+            a.gapreg(&[
+                "--wait", "3s", "lease", "acquire", "--holder", "W", "--file", "src/x.rs",
+            ])
+        });
+        thread::sleep(Duration::from_millis(1000));
+        cluster.stop_immediate().expect("crash the server");
+        w.join().expect("waiter thread")
+    });
+    assert_eq!(waiter.code, Some(75), "{waiter:?}");
+    assert!(
+        waiter.took < Duration::from_millis(4500),
+        "`gapreg --wait 3s lease acquire` took {:?} to give up once the server crashed under \
+         it: {waiter:?}",
+        waiter.took
+    );
+}

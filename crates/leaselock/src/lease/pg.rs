@@ -330,11 +330,14 @@ impl PgLeases {
             // A waiting request's ticket, and a session lease, are bound to the session the
             // transaction runs in, whichever that is after a reconnection.
             let result = if matches!(req.binding, Binding::Session) || req.wait.is_some() {
-                self.server.session_transaction(false, |tx, session| {
-                    self.under_lock(tx, Some(&request), &mut |store, ctx| {
-                        attempt(store, ctx, Some(session))
+                // A waiting request waits for the server only as long as it has left.
+                let within = left.unwrap_or(Duration::MAX);
+                self.server
+                    .session_transaction_within(within, false, |tx, session| {
+                        self.under_lock(tx, Some(&request), &mut |store, ctx| {
+                            attempt(store, ctx, Some(session))
+                        })
                     })
-                })
             } else {
                 self.locked(Some(&request), |store, ctx| attempt(store, ctx, None))
             }
@@ -373,7 +376,13 @@ impl PgLeases {
                 _ => left,
             };
             let mut slice = left.min(until_expiry);
-            if blockers().any(|l| l.facts.session.is_some()) {
+            // A blocker whose death no notification announces — bound to a session, or to a
+            // process on this host (which this waiter can judge) — is looked at again soon.
+            let silent_death = |l: &Lease| {
+                l.facts.session.is_some()
+                    || (l.facts.pid != 0 && l.facts.host == self.scope.me.host)
+            };
+            if blockers().any(silent_death) {
                 slice = slice.min(session_poll);
                 session_poll = (session_poll * 2).min(Duration::from_secs(1));
             }
@@ -387,8 +396,12 @@ impl PgLeases {
     /// Takes the request with `ticket` out of the queue, waking those behind it. Best effort:
     /// a ticket left behind goes when its session does.
     fn leave_queue(&self, ticket: Option<i64>) {
+        // One try, no waiting for the server: a ticket left behind dies with its session or
+        // at its deadline, whichever comes first.
         if let Some(t) = ticket {
-            let _ = self.locked(None, |store, _| store.dequeue(&[t]));
+            let _ = self.server.transaction_within(Duration::ZERO, false, |tx| {
+                self.under_lock(tx, None, &mut |store, _| store.dequeue(&[t]))
+            });
         }
     }
 

@@ -326,6 +326,15 @@ impl Server {
     /// The open connection, connecting (retried until the wait from `start` runs out) if
     /// there is none or it was lost.
     fn conn(&self, start: Instant) -> Result<MutexGuard<'_, Option<Conn>>, ServerError> {
+        self.conn_within(start, self.wait)
+    }
+
+    /// [`Server::conn`], connecting for at most `wait` from `start`.
+    fn conn_within(
+        &self,
+        start: Instant,
+        wait: Duration,
+    ) -> Result<MutexGuard<'_, Option<Conn>>, ServerError> {
         // A panic while the connection was in use leaves at worst a broken connection, which
         // is checked below.
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,7 +346,7 @@ impl Server {
         }
         let mut backoff = Duration::from_millis(20);
         loop {
-            let left = self.wait.saturating_sub(start.elapsed());
+            let left = wait.saturating_sub(start.elapsed());
             let mut config = self.config.clone();
             config.connect_timeout(left.max(Duration::from_millis(200)));
             // Locks on the server wait at most the handle's wait (whole milliseconds, at
@@ -345,8 +354,13 @@ impl Server {
             let lock_ms = u64::try_from(self.wait.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
+            // A session that stops in the middle of a transaction — its process frozen or
+            // swapped out — would hold its namespace's lock for good: the server ends it once
+            // it has idled in a transaction for half that wait (0.5–5 s; this tool's
+            // transactions send their statements back to back), rolling it back.
+            let idle_ms = (lock_ms / 2).clamp(500, 5000);
             let options = format!(
-                "{} -c lock_timeout={lock_ms}",
+                "{} -c lock_timeout={lock_ms} -c idle_in_transaction_session_timeout={idle_ms}",
                 self.config.get_options().unwrap_or_default()
             );
             config.options(&options);
@@ -362,7 +376,7 @@ impl Server {
                 Err(e) => self.classify(e, start.elapsed()),
             };
             let retry = matches!(err.kind(), ServerErrorKind::Unreachable { .. });
-            let left = self.wait.saturating_sub(start.elapsed());
+            let left = wait.saturating_sub(start.elapsed());
             if !retry || left.is_zero() {
                 return Err(match err.kind() {
                     ServerErrorKind::Unreachable { reason, .. } => {
@@ -395,7 +409,22 @@ impl Server {
         retry_unknown: bool,
         mut step: impl FnMut(&mut Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.attempts(retry_unknown, false, |tx, _| step(tx))
+        self.attempts(retry_unknown, false, self.wait, |tx, _| step(tx))
+    }
+
+    /// Like [`Server::transaction`], waiting for the server at most `wait` (for a caller
+    /// whose own deadline is nearer than the handle's wait).
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::transaction`].
+    pub fn transaction_within<T, E: From<ServerError>>(
+        &self,
+        wait: Duration,
+        retry_unknown: bool,
+        mut step: impl FnMut(&mut Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.attempts(retry_unknown, false, wait.min(self.wait), |tx, _| step(tx))
     }
 
     /// Like [`Server::transaction`], with the session the transaction runs in (see
@@ -408,27 +437,47 @@ impl Server {
     pub fn session_transaction<T, E: From<ServerError>>(
         &self,
         retry_unknown: bool,
+        step: impl FnMut(&mut Transaction<'_>, Session) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.session_transaction_within(self.wait, retry_unknown, step)
+    }
+
+    /// Like [`Server::session_transaction`], waiting for the server at most `wait`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::transaction`].
+    pub fn session_transaction_within<T, E: From<ServerError>>(
+        &self,
+        wait: Duration,
+        retry_unknown: bool,
         mut step: impl FnMut(&mut Transaction<'_>, Session) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.attempts(retry_unknown, true, |tx, session| match session {
-            Some(s) => step(tx, s),
-            None => Err(ServerError::new(ServerErrorKind::Outcome {
-                server: self.name.clone(),
-                reason: "the session was not known".to_owned(),
-            })
-            .into()),
-        })
+        self.attempts(
+            retry_unknown,
+            true,
+            wait.min(self.wait),
+            |tx, session| match session {
+                Some(s) => step(tx, s),
+                None => Err(ServerError::new(ServerErrorKind::Outcome {
+                    server: self.name.clone(),
+                    reason: "the session was not known".to_owned(),
+                })
+                .into()),
+            },
+        )
     }
 
     fn attempts<T, E: From<ServerError>>(
         &self,
         retry_unknown: bool,
         bind: bool,
+        wait: Duration,
         mut step: impl FnMut(&mut Transaction<'_>, Option<Session>) -> Result<T, E>,
     ) -> Result<T, E> {
         let start = Instant::now();
         loop {
-            let mut guard = self.conn(start)?;
+            let mut guard = self.conn_within(start, wait)?;
             let Some(conn) = guard.as_mut() else {
                 continue;
             };
@@ -449,7 +498,7 @@ impl Server {
                 },
             };
             let lost = conn.client.is_closed();
-            let time_left = start.elapsed() < self.wait;
+            let time_left = start.elapsed() < wait;
             match attempt {
                 Attempt::Done(value) => return Ok(value),
                 // Lost before the commit was sent: the server rolled it back.

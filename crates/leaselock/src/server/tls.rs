@@ -41,7 +41,9 @@ pub(super) fn split(url: &str) -> Result<(String, Tls), String> {
     let mut kept = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
+        // Decoded as the client library decodes it (and libpq): `ssl%6Dode` is `sslmode`.
+        let key = decode(key)?;
+        let slot = match key.as_str() {
             "sslmode" => &mut mode,
             "sslrootcert" => &mut root,
             _ => {
@@ -179,6 +181,13 @@ mod tests {
             )
         );
         assert_eq!(
+            ok("postgres://u@h/d?ssl%6Dode=require").1,
+            Tls::Verified {
+                root: None,
+                verify_host: true
+            }
+        );
+        assert_eq!(
             ok("postgres://u@h/d?sslmode=verify-ca").1,
             Tls::Verified {
                 root: None,
@@ -190,6 +199,8 @@ mod tests {
             "postgres://u@h/d?sslmode=require&sslmode=disable",
             "postgres://u@h/d?sslrootcert=/ca.pem",
             "postgres://u@h/d?sslmode=require&sslrootcert=%zz",
+            "postgres://u@h/d?sslmode=disable&ssl%6Dode=require",
+            "postgres://u@h/d?ssl%72ootcert=/ca.pem",
         ] {
             assert!(split(bad).is_err(), "{bad}");
         }
