@@ -183,16 +183,8 @@ impl PgCounters {
         let mut prefixes = Vec::with_capacity(counters.len());
         let mut lasts = Vec::with_capacity(counters.len());
         for (prefix, &n) in counters {
-            check_prefix(prefix)?;
-            let last = i64::try_from(n).map_err(|_| {
-                Error::new(ErrorKind::Overflow {
-                    prefix: prefix.clone(),
-                    counter: n,
-                    count: 0,
-                })
-            })?;
+            lasts.push(stored(prefix, n)?);
             prefixes.push(prefix.clone());
-            lasts.push(last);
         }
         self.check()?;
         self.server.transaction(false, |tx| {
@@ -233,14 +225,7 @@ impl PgCounters {
     ///
     /// [`ErrorKind::InvalidPrefix`], [`ErrorKind::Server`].
     pub fn raise(&self, prefix: &str, at_least: u64) -> Result<Raised, Error> {
-        check_prefix(prefix)?;
-        let value = i64::try_from(at_least).map_err(|_| {
-            Error::new(ErrorKind::Overflow {
-                prefix: prefix.to_owned(),
-                counter: at_least,
-                count: 0,
-            })
-        })?;
+        let value = stored(prefix, at_least)?;
         self.check()?;
         let before = self.server.transaction(false, |tx| {
             let before: i64 = tx
@@ -339,6 +324,18 @@ impl PgCounters {
                 .collect())
         })
     }
+}
+
+/// `n`, a counter of `prefix` to store, as the table's `bigint` (the prefix checked).
+fn stored(prefix: &str, n: u64) -> Result<i64, Error> {
+    check_prefix(prefix)?;
+    i64::try_from(n).map_err(|_| {
+        Error::new(ErrorKind::Overflow {
+            prefix: prefix.to_owned(),
+            counter: n,
+            count: 0,
+        })
+    })
 }
 
 /// The reservation of the `count` ids of `prefix` ending at `last`.

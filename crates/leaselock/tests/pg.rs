@@ -1636,9 +1636,14 @@ fn fifo_child() -> Result {
     Ok(())
 }
 
-/// For a FIFO test (in the parent only): a fresh database, a root, and a holder of file `q`
-/// in namespace `fifo` for the waiters to queue behind; `None` when skipped or in a child.
-fn fifo_holder(test: &str) -> Result<Option<(String, tempfile::TempDir, PgLeases, Lease)>> {
+/// For a waiting test (in the parent only): a fresh database, a root, and a holder in
+/// namespace `ns` granted `request`, for waiters to queue behind; `None` when skipped or in a
+/// child.
+fn held_for_waiters(
+    test: &str,
+    ns: &str,
+    request: &LeaseRequest,
+) -> Result<Option<(String, tempfile::TempDir, PgLeases, Lease)>> {
     if CHILDREN.param().is_some() {
         return Ok(None);
     }
@@ -1646,11 +1651,14 @@ fn fifo_holder(test: &str) -> Result<Option<(String, tempfile::TempDir, PgLeases
         return Ok(None);
     };
     let root = tempfile::tempdir()?;
-    let holder = open_pg(&db, "fifo", root.path())?;
-    let held = holder
-        .acquire(&LeaseRequest::exclusive("h").file("q"))?
-        .lease;
+    let holder = open_pg(&db, ns, root.path())?;
+    let held = holder.acquire(request)?.lease;
     Ok(Some((db, root, holder, held)))
+}
+
+/// [`held_for_waiters`] of file `q` in namespace `fifo`.
+fn fifo_holder(test: &str) -> Result<Option<(String, tempfile::TempDir, PgLeases, Lease)>> {
+    held_for_waiters(test, "fifo", &LeaseRequest::exclusive("h").file("q"))
 }
 
 /// Processes (machines) that start waiting for one file one after another are granted it in
@@ -1989,7 +1997,11 @@ mod tls {
         assert!(encrypted(&server)?);
         // A root file that is missing or not certificates: a bad address, said at once.
         std::fs::write(certs.path().join("junk.pem"), "not a certificate\n")?;
-        for root in ["missing.pem", "junk.pem"] {
+        let fifo = Command::new("mkfifo")
+            .arg(certs.path().join("fifo.pem"))
+            .status()?;
+        assert!(fifo.success(), "mkfifo");
+        for root in ["missing.pem", "junk.pem", "fifo.pem"] {
             let path = certs.path().join(root);
             let e = Server::new(
                 &with(
@@ -2191,21 +2203,17 @@ fn frozen_waiter_child() -> Result {
 /// holder lets go and the waiter's 2 s wait is long over, nobody can take the file.
 #[test]
 fn a_frozen_waiter_does_not_block_the_file_past_its_deadline() -> Result {
-    if CHILDREN.param().is_some() {
-        return Ok(());
-    }
-    let Some(db) = shared_db("pg::a_frozen_waiter_does_not_block_the_file") else {
+    let request = LeaseRequest::exclusive("h")
+        .file("q")
+        .ttl(Duration::from_secs(120));
+    let Some((db, root, holder, held)) = held_for_waiters(
+        "pg::a_frozen_waiter_does_not_block_the_file",
+        "fz",
+        &request,
+    )?
+    else {
         return Ok(());
     };
-    let root = tempfile::tempdir()?;
-    let holder = open_pg(&db, "fz", root.path())?;
-    let held = holder
-        .acquire(
-            &LeaseRequest::exclusive("h")
-                .file("q")
-                .ttl(Duration::from_secs(120)),
-        )?
-        .lease;
     let child = CHILDREN.spawn(
         "frozen_waiter_child",
         &format!("{db}|fz|{}", root.path().display()),
@@ -2532,20 +2540,18 @@ fn an_escaped_sslmode_key_never_downgrades_to_plain_text() -> Result {
     ] {
         let url = format!("{db}?{query}");
         if let Ok(server) = Server::connect(&url, Duration::from_secs(2)) {
-            {
-                let tls: String = server.transaction(false, |tx| {
-                    Ok::<_, ServerError>(
-                        tx.query_one(
-                            "SELECT coalesce((SELECT ssl::text FROM pg_stat_ssl \
-                              WHERE pid = pg_backend_pid()), 'none')",
-                            &[],
-                        )
-                        .map_err(|e| server.error(e))?
-                        .get(0),
+            let tls: String = server.transaction(false, |tx| {
+                Ok::<_, ServerError>(
+                    tx.query_one(
+                        "SELECT coalesce((SELECT ssl::text FROM pg_stat_ssl \
+                          WHERE pid = pg_backend_pid()), 'none')",
+                        &[],
                     )
-                })?;
-                downgraded.push(format!("{query}: connected, pg_stat_ssl.ssl = {tls}"));
-            }
+                    .map_err(|e| server.error(e))?
+                    .get(0),
+                )
+            })?;
+            downgraded.push(format!("{query}: connected, pg_stat_ssl.ssl = {tls}"));
         }
     }
     assert!(

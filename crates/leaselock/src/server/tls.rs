@@ -126,6 +126,12 @@ pub(super) fn connector(tls: &Tls) -> Result<Option<postgres_openssl::MakeTlsCon
     builder.set_verify(SslVerifyMode::PEER);
     if let Some(path) = root {
         let shown = path.display();
+        // A regular file only: a FIFO or a device would block or never end.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(format!("sslrootcert {shown} is not a regular file")),
+            Err(e) => return Err(format!("sslrootcert {shown} cannot be read: {e}")),
+        }
         let mut pem = Vec::new();
         std::fs::File::open(path)
             .and_then(|f| f.take(MAX_ROOT_FILE + 1).read_to_end(&mut pem))
