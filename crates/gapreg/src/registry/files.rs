@@ -251,6 +251,15 @@ impl Documents for Files {
         Ok(Checked { value, damaged })
     }
 
+    fn summaries_held(
+        &self,
+        _held: &MutexGuard,
+        filter: Option<&Filter>,
+    ) -> Result<Checked<Vec<GapSummary>>> {
+        let (value, damaged) = self.load_index_held(filter)?;
+        Ok(Checked { value, damaged })
+    }
+
     fn highest_numbers(&self) -> Result<BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         let Some(dir) = self.gaps_dir(false)? else {

@@ -227,31 +227,12 @@ impl Files {
         &self,
         filter: Option<&Filter>,
     ) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
-        let read = || -> Result<Vec<u8>> {
-            match self.layout.root()?.read(INDEX, MAX_INDEX_BYTES) {
-                Ok(d) => Ok(d.unwrap_or_default()),
-                // A damaged cache is rebuilt, never trusted.
-                Err(e) if e.is_damaged() => Ok(b"damaged".to_vec()),
-                Err(e) => Err(e.into()),
-            }
-        };
-        let scan = |data: &[u8]| match filter {
-            Some(f) => index::scan_filtered(data, f),
-            None => index::scan(data),
-        };
-        let filtered = |(mut gaps, bad): (Vec<GapSummary>, Vec<DamagedFile>)| {
-            if let Some(f) = filter {
-                gaps.retain(|g| f.matches(g));
-            }
-            (gaps, bad)
-        };
-        let mut found = scan(&read()?);
+        let mut found = self.scan_index(filter)?;
         // A committed batch whose files a writer could not finish moving is filed already:
         // finish it (under the lock) before answering, or the answer misses it.
         if found.damaged
             || self.layout.root()?.kind(PENDING)?.is_some()
-            || found.last_stamp != Some(self.gaps_stamp()?)
-            || !self.files_unchanged(&found.files)?
+            || !self.index_current(&found)?
         {
             let _guard = match self.lock_only() {
                 Ok(guard) => guard,
@@ -260,16 +241,13 @@ impl Files {
                 // the gap files themselves, write nothing.
                 Err(_) => {
                     let (gaps, bad, _) = self.scan_summaries()?;
-                    return Ok(filtered(unstamped(gaps, bad)));
+                    return Ok(filtered(unstamped(gaps, bad), filter));
                 }
             };
             self.finish_batch()?;
-            found = scan(&read()?);
-            if found.damaged
-                || found.last_stamp != Some(self.gaps_stamp()?)
-                || !self.files_unchanged(&found.files)?
-            {
-                return Ok(filtered(self.rebuild_index()?));
+            found = self.scan_index(filter)?;
+            if found.damaged || !self.index_current(&found)? {
+                return Ok(filtered(self.rebuild_index()?, filter));
             }
         }
         if found.lines > 2 * found.distinct + 64 {
@@ -278,6 +256,39 @@ impl Files {
             }
         }
         Ok((found.gaps, found.bad_files))
+    }
+
+    /// Like [`Files::load_index_with`], for a caller that holds the lock (so it never waits
+    /// for it): an index that does not match the gap files is rebuilt at once.
+    pub(crate) fn load_index_held(
+        &self,
+        filter: Option<&Filter>,
+    ) -> Result<(Vec<GapSummary>, Vec<DamagedFile>)> {
+        self.finish_batch()?;
+        let found = self.scan_index(filter)?;
+        if found.damaged || !self.index_current(&found)? {
+            return Ok(filtered(self.rebuild_index()?, filter));
+        }
+        Ok((found.gaps, found.bad_files))
+    }
+
+    /// `index.log` read and scanned (only `filter`'s gaps parsed in full); a damaged cache
+    /// reads as damaged, never trusted.
+    fn scan_index(&self, filter: Option<&Filter>) -> Result<index::IndexScan> {
+        let data = match self.layout.root()?.read(INDEX, MAX_INDEX_BYTES) {
+            Ok(d) => d.unwrap_or_default(),
+            Err(e) if e.is_damaged() => b"damaged".to_vec(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match filter {
+            Some(f) => index::scan_filtered(&data, f),
+            None => index::scan(&data),
+        })
+    }
+
+    /// Whether a scan of the index matches `gaps/` now: its last stamp and every gap file's.
+    fn index_current(&self, found: &index::IndexScan) -> Result<bool> {
+        Ok(found.last_stamp == Some(self.gaps_stamp()?) && self.files_unchanged(&found.files)?)
     }
 
     /// Rewrites a long index as one line per gap, if the lock is free right now and nothing
@@ -372,6 +383,17 @@ impl Files {
 
 /// A summary or damaged file with the stamp of the file it was read from.
 type Stamped<T> = (T, Option<String>);
+
+/// `gaps` with only those `filter` matches (all with `None`).
+fn filtered(
+    (mut gaps, bad): (Vec<GapSummary>, Vec<DamagedFile>),
+    filter: Option<&Filter>,
+) -> (Vec<GapSummary>, Vec<DamagedFile>) {
+    if let Some(f) = filter {
+        gaps.retain(|g| f.matches(g));
+    }
+    (gaps, bad)
+}
 
 fn unstamped(
     gaps: Vec<Stamped<GapSummary>>,

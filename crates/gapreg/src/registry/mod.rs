@@ -643,12 +643,13 @@ impl Registry {
 
     /// Sets gap `id`'s status, if its revision is still `expected_revision` (when given).
     /// `complete` requires every dependency to be complete (a loop dependency: its front
-    /// matter status). Setting the status it already has changes nothing.
+    /// matter status); leaving `complete` requires that no complete gap depends on it (reopen
+    /// those first). Setting the status it already has changes nothing.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Conflict`] on a revision mismatch; [`ErrorKind::Invalid`] naming the
-    /// incomplete dependencies.
+    /// incomplete dependencies, or the complete gaps that depend on it.
     pub fn set_status(
         &self,
         id: &str,

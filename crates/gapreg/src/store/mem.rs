@@ -103,6 +103,14 @@ impl Documents for MemDocuments {
         })
     }
 
+    fn summaries_held(
+        &self,
+        _held: &MutexGuard<'_, ()>,
+        filter: Option<&Filter>,
+    ) -> Result<Checked<Vec<GapSummary>>> {
+        self.summaries(filter)
+    }
+
     fn highest_numbers(&self) -> Result<BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for id in lock(&self.gaps).keys() {

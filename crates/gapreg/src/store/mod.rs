@@ -84,6 +84,14 @@ pub trait Documents {
     /// the documents that could not be read.
     fn summaries(&self, filter: Option<&Filter>) -> Result<Checked<Vec<GapSummary>>>;
 
+    /// [`Documents::summaries`] for a caller holding the lock (`held` proves it): never
+    /// waits for the lock itself, so a change can judge the other gaps under its own lock.
+    fn summaries_held(
+        &self,
+        held: &Self::Guard<'_>,
+        filter: Option<&Filter>,
+    ) -> Result<Checked<Vec<GapSummary>>>;
+
     /// The highest number of every id prefix among the gap documents (a readdir of names,
     /// no parsing): what the counters must stand above.
     fn highest_numbers(&self) -> Result<BTreeMap<String, u64>>;

@@ -90,6 +90,70 @@ fn adv_complete_gap_cannot_gain_an_active_loop_dependency() {
     );
 }
 
+// Found by CI (the model test, 3 Dec), fixed: the same forbidden state from the other end.
+// Reopening a complete gap's dependency left the dependent complete and waiting for an open
+// gap, which `doctor` then reported (UnfinishedDependency, exit 6).
+// Expected: the reopen refused (Invalid) naming the dependents, nothing written.
+#[test]
+fn adv_reopening_a_dependency_of_complete_gaps_is_refused() {
+    let (_d, reg) = scratch();
+    reg.file(spec("base")).expect("file");
+    reg.set_status("GAP-OP-1", Status::Complete, None)
+        .expect("complete");
+    for _ in 0..2 {
+        let mut s = spec("on base");
+        s.status = Some(Status::Complete);
+        reg.file(s.depends_on("GAP-OP-1")).expect("file");
+    }
+    let before = reg.show("GAP-OP-1").expect("show");
+    for to in [Status::Open, Status::Ready, Status::Blocked] {
+        let err = reg
+            .set_status("GAP-OP-1", to, None)
+            .expect_err("reopened under complete dependents");
+        assert!(
+            matches!(err.kind(), ErrorKind::Invalid { .. }),
+            "{to}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("GAP-OP-2, GAP-OP-3 are complete and depend on it")
+                && text.contains("gapreg status GAP-OP-2 open"),
+            "{text}"
+        );
+    }
+    assert_eq!(reg.show("GAP-OP-1").expect("show"), before);
+    // Reopened from the top down, it is allowed, and the registry stays healthy.
+    for id in ["GAP-OP-3", "GAP-OP-2", "GAP-OP-1"] {
+        reg.set_status(id, Status::Open, None).expect(id);
+    }
+    assert!(reg.doctor(false).expect("doctor").healthy());
+}
+
+// The dependents are judged from the gap files even when the index cache is stale (a gap
+// completed by a hand edit, behind the index's back), and the judging never waits for the
+// lock the change already holds.
+#[test]
+fn adv_reopen_sees_a_dependent_completed_by_hand() {
+    let (d, reg) = scratch();
+    reg.file(spec("base")).expect("file");
+    reg.file(spec("on base").depends_on("GAP-OP-1"))
+        .expect("file");
+    reg.set_status("GAP-OP-1", Status::Complete, None)
+        .expect("complete");
+    let file = d.path().join(".gapreg/gaps/GAP-OP-2.yaml");
+    let text = fs::read_to_string(&file).expect("read");
+    assert!(text.contains("status: open"), "{text}");
+    fs::write(&file, text.replace("status: open", "status: complete")).expect("hand edit");
+    let err = reg
+        .set_status("GAP-OP-1", Status::Open, None)
+        .expect_err("reopened under a hand-completed dependent");
+    assert!(
+        err.to_string()
+            .contains("GAP-OP-2 is complete and depends on it"),
+        "{err}"
+    );
+}
+
 // Found by review, fixed: "a dependency that would close a cycle is refused" (issue 5). `file`/`file_batch` only
 // look for cycles *inside* the batch; edges to existing gaps are only checked for existence.
 // When an existing gap already names the new gap's id — a dangling reference, e.g. left after

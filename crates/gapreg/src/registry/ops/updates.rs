@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::{ConflictDetail, Error, Result};
 use crate::graph;
-use crate::model::{Gap, GapEdit, Status};
+use crate::model::{Filter, Gap, GapEdit, Status};
 use crate::registry::rules::{
     self, MAX_DESCRIPTION, MAX_FIELD, check_agent, check_revision, check_tags, check_text,
     check_title, check_type,
@@ -21,14 +21,14 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     fn update(
         &self,
         id: &str,
-        change: impl FnOnce(&mut Gap, Timestamp) -> Result<bool>,
+        change: impl FnOnce(&mut Gap, Timestamp, &D::Guard<'_>) -> Result<bool>,
     ) -> Result<Gap> {
         rules::check_gap_id(id)?;
-        let _guard = self.docs.lock()?;
+        let guard = self.docs.lock()?;
         let mut gap = self.docs.read_gap(id)?;
         let before = gap.clone();
         let now = self.clock.now();
-        if change(&mut gap, now)? {
+        if change(&mut gap, now, &guard)? {
             gap.rev += 1;
             gap.updated_at = now;
             self.docs.write_gap(&gap, Some(&before))?;
@@ -132,7 +132,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
     /// Releases `agent`'s claim: see [`crate::Registry::unclaim`].
     pub fn unclaim(&self, id: &str, agent: &str) -> Result<Gap> {
         check_agent(agent)?;
-        self.update(id, |gap, now| {
+        self.update(id, |gap, now, _| {
             // The shared claim first: taken in another worktree, it is in no document here.
             if let Some(shared) = self.coord.live_claims(now)?.remove(id) {
                 if shared.agent != agent {
@@ -171,10 +171,38 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
 
     /// Sets gap `id`'s status: see [`crate::Registry::set_status`].
     pub fn set_status(&self, id: &str, status: Status, expected_rev: Option<u64>) -> Result<Gap> {
-        self.update(id, |gap, now| {
+        self.update(id, |gap, now, held| {
             check_revision(gap, expected_rev)?;
             if gap.status == status {
                 return Ok(false);
+            }
+            if gap.status == Status::Complete {
+                // Its complete dependents would wait for something unfinished.
+                let complete = Filter {
+                    status: Some(Status::Complete),
+                    ..Filter::default()
+                };
+                let waiting: Vec<String> = self
+                    .docs
+                    .summaries_held(held, Some(&complete))?
+                    .value
+                    .into_iter()
+                    .filter(|g| g.depends_on.iter().any(|d| d == id))
+                    .map(|g| g.id)
+                    .collect();
+                if let Some(first) = waiting.first() {
+                    return Err(Error::invalid(
+                        format!("transition of {id} to {status}"),
+                        format!(
+                            "{} {} complete and depend{} on it; reopen {} first \
+                             (`gapreg status {first} open`)",
+                            waiting.join(", "),
+                            if waiting.len() == 1 { "is" } else { "are" },
+                            if waiting.len() == 1 { "s" } else { "" },
+                            if waiting.len() == 1 { "it" } else { "them" },
+                        ),
+                    ));
+                }
             }
             if status == Status::Complete {
                 let loops = self.docs.loops()?.value;
@@ -213,7 +241,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
 
     /// Makes gap `id` depend on `on`: see [`crate::Registry::add_dependency`].
     pub fn add_dependency(&self, id: &str, on: &str) -> Result<Gap> {
-        self.update(id, |gap, _| {
+        self.update(id, |gap, _, _| {
             if gap.depends_on.iter().any(|d| d == on) {
                 return Ok(false);
             }
@@ -247,7 +275,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
 
     /// Removes the dependency of gap `id` on `on`: see [`crate::Registry::remove_dependency`].
     pub fn remove_dependency(&self, id: &str, on: &str) -> Result<Gap> {
-        self.update(id, |gap, _| {
+        self.update(id, |gap, _, _| {
             let before = gap.depends_on.len();
             gap.depends_on.retain(|d| d != on);
             if gap.depends_on.len() == before {
@@ -285,7 +313,7 @@ impl<D: Documents, C: Coordination, K: Clock> Engine<'_, D, C, K> {
                 return Err(self.docs.loop_not_found(parent, "parent loop"));
             }
         }
-        self.update(id, |gap, _| {
+        self.update(id, |gap, _, _| {
             check_revision(gap, expected_rev)?;
             let before = gap.clone();
             if let Some(t) = edit.title {
