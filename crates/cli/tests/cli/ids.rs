@@ -75,3 +75,92 @@ fn busy_store_exits_75_naming_the_holder() {
     repo.run(&["--wait", "100ms", "ids", "reserve", "SEC"])
         .fails(75, &["timed out", &std::process::id().to_string()]);
 }
+
+/// The options every command takes are accepted before the command's name, after it, and
+/// after a nested command's name, joined when given in both places (a later value wins).
+/// Commands build their arguments only when entered (`lazy` in the CLI): this pins that every
+/// one of them still takes the options, and that help, completions and usage still see them.
+#[test]
+fn common_options_are_taken_before_and_after_the_command_name() {
+    let repo = Repo::new();
+    let elsewhere = Repo::new();
+    let other = elsewhere.registry();
+    let other = other.to_str().expect("utf-8 path");
+    for args in [
+        &["--json", "ids", "reserve", "SEC"][..],
+        &["ids", "--json", "reserve", "SEC"],
+        &["ids", "reserve", "SEC", "--json"],
+        &["--quiet", "ids", "reserve", "--json", "SEC"],
+    ] {
+        let doc = repo.run(args).json();
+        assert!(
+            doc["ids"][0]
+                .as_str()
+                .is_some_and(|id| id.starts_with("SEC-")),
+            "{args:?}: {doc}"
+        );
+    }
+    // --registry after the name wins over the one before it.
+    assert_eq!(
+        repo.run(&[
+            "--registry",
+            "/nonexistent",
+            "ids",
+            "reserve",
+            "OTHER",
+            "--registry",
+            other
+        ])
+        .ok(),
+        "OTHER-1\n"
+    );
+    assert_eq!(elsewhere.run(&["ids", "peek", "OTHER"]).ok(), "OTHER-2\n");
+    assert_eq!(repo.run(&["ids", "peek", "OTHER"]).ok(), "OTHER-1\n");
+    // Every command, each with the common options after its name.
+    for args in [
+        &["summary", "--json"][..],
+        &["ready", "--json"],
+        &["list", "--json"],
+        &["doctor", "--json"],
+        &["loop", "list", "--json"],
+        &["lease", "list", "--json"],
+        &["coordination", "show", "--json"],
+    ] {
+        let run = repo.run(args);
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&run.stdout()).is_ok(),
+            "{args:?}: {}{}",
+            run.stdout(),
+            run.stderr()
+        );
+    }
+    let help = repo.run(&["ids", "reserve", "--help"]).ok();
+    for option in [
+        "--registry <DIR>",
+        "--json",
+        "--quiet",
+        "--wait <DURATION>",
+        "<PREFIX>",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    // The help command reaches nested commands, in use and in the completions.
+    assert!(
+        repo.run(&["help", "ids", "reserve"])
+            .ok()
+            .contains("<PREFIX>")
+    );
+    let fish = repo.run(&["completions", "fish"]).ok();
+    assert!(
+        fish.contains("__fish_seen_subcommand_from ids\" -f -a \"reserve\""),
+        "fish completions lack `gapreg help ids reserve`"
+    );
+    // A usage error is clap's: exit 2 and the usage of the command entered.
+    let run = repo.run(&["ids", "reserve"]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("Usage: gapreg ids reserve"),
+        "{}",
+        run.stderr()
+    );
+}
